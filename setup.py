@@ -1,0 +1,35 @@
+"""tpu_convrnn: task-driven convolutional recurrent networks in TensorFlow 2 / Keras 3."""
+import pathlib
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+
+setup(
+    name="tpu_convrnn",
+    version="0.1.0",
+    description="Task-driven convolutional recurrent networks (Nayebi et al. 2018, 2022) "
+                "in TensorFlow 2 / Keras 3, trained on Cloud TPU.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tpu_convrnn", "tpu_convrnn.*"]),
+    install_requires=[
+        # 2.19.1 and 2.20 have tensorflow-tpu builds; the code also runs on 2.21.
+        "tensorflow>=2.19,<2.22",
+        "keras>=3.8,<4",
+        "tensorflow-datasets>=4.9",
+        "absl-py>=1.0",
+        "gin-config>=0.5",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        # Old TPU *Node* architecture only; TPU VMs (the supported path) do not need it.
+        "tpu-node": ["cloud-tpu-client>=0.10"],
+        "neural": ["xarray", "scikit-learn", "h5netcdf", "matplotlib"],
+        "search": [],
+        "test": ["pytest>=7", "pytest-timeout"],
+    },
+    entry_points={"console_scripts": ["tpu-convrnn=tpu_convrnn.main:run"]},
+)

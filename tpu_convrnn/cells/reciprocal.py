@@ -1,0 +1,235 @@
+"""Reciprocal gated cells (spec §4.7 generic form, §4.8 the searched "median" configuration)."""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tpu_convrnn import ops as cr_ops
+from tpu_convrnn.cells.base import ConvCell
+
+FEEDBACK_ENTRIES = ("input", "cell", "out")
+
+
+@keras.saving.register_keras_serializable(package="tpu_convrnn")
+class ReciprocalGatedCell(ConvCell):
+    """The reciprocal gated cell: a cell state ``c`` (depth ``cell_depth``) and an output state
+    ``h`` (depth ``out_depth``) that gate each other. State ``(c, h)``; output ``h``.
+
+    With ``u`` the drive, ``x`` the layer input and ``f`` the feedback (spec §4.7)::
+
+        u~  = act_in(u [+ fb(K_fb * f) if feedback_entry == 'input'])
+        c_in = [K_rc * x if cell_residual] + [K_ic * u~ if input_to_cell]
+               [+ fb(K_fb * f) if feedback_entry == 'cell']
+        c_t = act_c(LN?((tau_0 + tau_k f_tau(K_ctau * c)) * c + (g_0 + g_k f_g(K_cg * h)) * c_in))
+        h_in = (K_io * u~ if input_to_out else u~) [+ K_co * c if cell_to_out]
+               [+ R(x) if out_residual] [+ fb(K_fo * f) if feedback_entry == 'out']
+        h_t = act_h((tau_0 + tau_k f_tau(K_htau * h)) * h + (g_0 + g_k f_g(b_h)) * h_in)
+        b_h = [K_hg * c unless cell_to_out] [+ K_rg * x if residual_to_out_gate]
+
+    where ``c``, ``h`` on the right are the previous states (both gates read the *other* state
+    of the previous step). ``R(x)`` is ``x`` when depths match, else a 1x1 projection without bias
+    (Glorot init, no weight decay). A gate whose drive is empty is the constant
+    ``g_0 + g_k f_g(0)``.
+
+    ``use_bias=False`` reproduces ``cells.py`` (rgc_shallow), whose conv helper never creates a
+    bias. τ/gate convs may be depth-separable (depthwise k x k, multiplier 1, then pointwise).
+    Weight decay (TF1 scale) applies to kernels only. ``cell_depth``/``out_depth`` default to
+    the drive depth.
+    """
+
+    state_names = ("c", "h")
+    accepts_feedback = True
+
+    def __init__(self, out_depth=None, cell_depth=None, *, tau_filter_size=3,
+                 cell_tau_filter_size=None, gate_filter_size=3, ff_filter_size=3,
+                 in_out_filter_size=3, tau_depth_separable=False, gate_depth_separable=False,
+                 tau_nonlinearity="sigmoid", gate_nonlinearity="sigmoid", tau_offset=1.0,
+                 tau_multiplier=-1.0, gate_offset=1.0, gate_multiplier=-1.0,
+                 input_activation="identity", cell_activation="elu", out_activation="elu",
+                 input_to_cell=True, input_to_out=False, cell_to_out=False, cell_residual=False,
+                 out_residual=False, residual_to_out_gate=False, layer_norm=False,
+                 feedback_entry="out", feedback_filter_size=1, feedback_depth_separable=False,
+                 feedback_activation="identity", use_bias=False, **kwargs):
+        super().__init__(**kwargs)
+        self.out_depth = None if out_depth is None else int(out_depth)
+        self.cell_depth = None if cell_depth is None else int(cell_depth)
+        self.tau_filter_size = int(tau_filter_size)
+        self.cell_tau_filter_size = int(cell_tau_filter_size or tau_filter_size)
+        self.gate_filter_size = int(gate_filter_size)
+        self.ff_filter_size = int(ff_filter_size)
+        self.in_out_filter_size = int(in_out_filter_size)
+        self.tau_depth_separable = bool(tau_depth_separable)
+        self.gate_depth_separable = bool(gate_depth_separable)
+        self.tau_offset, self.tau_multiplier = float(tau_offset), float(tau_multiplier)
+        self.gate_offset, self.gate_multiplier = float(gate_offset), float(gate_multiplier)
+        self.input_to_cell = bool(input_to_cell)
+        self.input_to_out = bool(input_to_out)
+        self.cell_to_out = bool(cell_to_out)
+        self.cell_residual = bool(cell_residual)
+        self.out_residual = bool(out_residual)
+        self.residual_to_out_gate = bool(residual_to_out_gate)
+        self.layer_norm = bool(layer_norm)
+        self.feedback_entry = self._check_choice(feedback_entry, FEEDBACK_ENTRIES,
+                                                 "feedback_entry")
+        self.feedback_filter_size = int(feedback_filter_size)
+        self.feedback_depth_separable = bool(feedback_depth_separable)
+        self.use_bias = bool(use_bias)
+        self.activations = dict(tau_nonlinearity=tau_nonlinearity,
+                                gate_nonlinearity=gate_nonlinearity,
+                                input_activation=input_activation, cell_activation=cell_activation,
+                                out_activation=out_activation,
+                                feedback_activation=feedback_activation)
+        self._fn = {k: self._check_activation(v, k) for k, v in self.activations.items()}
+        self.needs_inputs = self.cell_residual or self.out_residual or self.residual_to_out_gate
+        if self.cell_depth is not None and self.cell_depth < 1:
+            raise self._error("cell_depth", "a positive channel count", self.cell_depth)
+        if not (self.input_to_cell or self.cell_residual or self.feedback_entry == "cell"):
+            # c_in would be empty: the cell state could never be driven.
+            raise self._error("cell input", "at least one of input_to_cell, cell_residual or "
+                              "feedback_entry='cell'", "none")
+
+    # ------------------------------------------------------------------ building
+    def state_depths(self):
+        return {"c": self.cell_depth_, "h": self.out_depth_}
+
+    def _conv(self, name, filters, k, in_depth, separable=False):
+        return self.make_conv(name, filters, k, in_depth, use_bias=self.use_bias,
+                              separable=separable)
+
+    def build_cell(self):
+        i, x = self.drive_depth, self.inputs_depth
+        d = self.out_depth_ = self.out_depth or i
+        c = self.cell_depth_ = self.cell_depth or d
+        if not self.input_to_out and d != i:
+            raise self._error("drive channels", f"{d} (out_depth; input_to_out=False feeds the "
+                              "drive to the out state directly)", i)
+        ts, tsep, gs, gsep = (self.tau_filter_size, self.tau_depth_separable,
+                              self.gate_filter_size, self.gate_depth_separable)
+        self.convs = {}
+        add = self.convs.__setitem__
+        # cell update
+        add("cell_tau", self._conv("cell_tau", c, self.cell_tau_filter_size, c, tsep))
+        add("cell_gate", self._conv("cell_gate", c, gs, d, gsep))
+        if self.input_to_cell:
+            add("input_to_cell", self._conv("input_to_cell", c, self.ff_filter_size, i))
+        if self.cell_residual:
+            add("cell_residual", self._conv("cell_residual", c, self.ff_filter_size, x))
+        # out update
+        add("out_tau", self._conv("out_tau", d, ts, d, tsep))
+        if not self.cell_to_out:
+            add("out_gate", self._conv("out_gate", d, gs, c, gsep))
+        else:
+            add("cell_to_out", self._conv("cell_to_out", d, gs, c))
+        if self.input_to_out:
+            add("input_to_out", self._conv("input_to_out", d, self.in_out_filter_size, i))
+        if self.residual_to_out_gate:
+            add("residual_to_out_gate", self._conv("residual_to_out_gate", d, gs, x))
+        if self.out_residual and x != d:
+            add("residual_add", self.make_conv(
+                "residual_add", d, 1, x, use_bias=False, weight_decay=0.0,
+                kernel_initializer=keras.initializers.GlorotUniform()))
+        if self.feedback_depth is not None:
+            target = {"input": i, "cell": c, "out": d}[self.feedback_entry]
+            add("feedback", self.make_conv(
+                "feedback", target, self.feedback_filter_size, self.feedback_depth,
+                use_bias=self.use_bias, separable=self.feedback_depth_separable))
+        self.norm = None
+        if self.layer_norm:
+            self.norm = cr_ops.LayerNormHWC(name="cell_layer_norm", dtype=self.dtype_policy)
+            self.norm.build((None, self.height, self.width, c))
+
+    # ------------------------------------------------------------------ one step
+    def _retain(self, a):
+        return self.tau_offset + self.tau_multiplier * self._fn["tau_nonlinearity"](a)
+
+    def _gain(self, b):
+        if b is None:
+            b = ops.zeros((), dtype=self.compute_dtype)
+        return self.gate_offset + self.gate_multiplier * self._fn["gate_nonlinearity"](b)
+
+    def step(self, drive, state, inputs, feedback):
+        c, h = state
+        conv = self.convs
+        fb = None
+        if feedback is not None:
+            fb = self._fn["feedback_activation"](conv["feedback"](feedback))
+        u = drive + fb if self.feedback_entry == "input" and fb is not None else drive
+        u = self._fn["input_activation"](u)
+
+        c_terms = []
+        if self.cell_residual:
+            c_terms.append(conv["cell_residual"](inputs))
+        if self.input_to_cell:
+            c_terms.append(conv["input_to_cell"](u))
+        if self.feedback_entry == "cell" and fb is not None:
+            c_terms.append(fb)
+        c_in = _sum(c_terms)
+        c_pre = self._retain(conv["cell_tau"](c)) * c + self._gain(conv["cell_gate"](h)) * c_in
+        if self.norm is not None:
+            c_pre = self.norm(c_pre)
+        c_new = self._fn["cell_activation"](c_pre)
+
+        h_terms = [conv["input_to_out"](u) if self.input_to_out else u]
+        if self.cell_to_out:
+            h_terms.append(conv["cell_to_out"](c))
+        if self.out_residual:
+            h_terms.append(conv["residual_add"](inputs) if "residual_add" in conv else inputs)
+        if self.feedback_entry == "out" and fb is not None:
+            h_terms.append(fb)
+        b_terms = [] if self.cell_to_out else [conv["out_gate"](c)]
+        if self.residual_to_out_gate:
+            b_terms.append(conv["residual_to_out_gate"](inputs))
+        b_h = _sum(b_terms) if b_terms else None
+        h_pre = self._retain(conv["out_tau"](h)) * h + self._gain(b_h) * _sum(h_terms)
+        h_new = self._fn["out_activation"](h_pre)
+        return h_new, (c_new, h_new)
+
+    def get_config(self):
+        cfg = {k: getattr(self, k) for k in (
+            "out_depth", "cell_depth", "tau_filter_size", "cell_tau_filter_size",
+            "gate_filter_size", "ff_filter_size", "in_out_filter_size", "tau_depth_separable",
+            "gate_depth_separable", "tau_offset", "tau_multiplier", "gate_offset",
+            "gate_multiplier", "input_to_cell", "input_to_out", "cell_to_out", "cell_residual",
+            "out_residual", "residual_to_out_gate", "layer_norm", "feedback_entry",
+            "feedback_filter_size", "feedback_depth_separable", "use_bias")}
+        return {**super().get_config(), **cfg, **self.activations}
+
+
+def _sum(terms):
+    out = terms[0]
+    for t in terms[1:]:
+        out = out + t
+    return out
+
+
+# The searched "median" configuration (spec §4.8), as model_func builds it for rgc_intermediate*:
+# the median cell params of configs/median_rgcell_cfg.py with the feedback forced to enter at
+# "out" through a 1x1 full conv with bias and identity activation.
+_TAU = 0.9219348064291611
+_GATE = 0.7006566684988862
+MEDIAN_CONFIG = dict(
+    cell_depth=64, tau_filter_size=7, gate_filter_size=7, tau_depth_separable=True,
+    gate_depth_separable=True, tau_nonlinearity="sigmoid", gate_nonlinearity="tanh",
+    tau_offset=_TAU, tau_multiplier=-_TAU, gate_offset=_GATE, gate_multiplier=-_GATE,
+    input_activation="elu", cell_activation="elu", out_activation="elu", input_to_cell=True,
+    ff_filter_size=2, input_to_out=True, in_out_filter_size=3, out_residual=True,
+    cell_to_out=False, cell_residual=False, residual_to_out_gate=False, layer_norm=False,
+    feedback_entry="out", feedback_filter_size=1, feedback_depth_separable=False,
+    feedback_activation="identity", use_bias=True, weight_decay=0.0002033999204146308,
+    kernel_initializer={"class_name": "VarianceScaling", "config": {
+        "scale": 0.6393378386273998, "mode": "fan_in", "distribution": "truncated_normal"}},
+)
+
+
+@keras.saving.register_keras_serializable(package="tpu_convrnn")
+class MedianReciprocalGatedCell(ReciprocalGatedCell):
+    """The searched "median" reciprocal gated cell of rgc_intermediate (spec §4.8).
+
+    A ``ReciprocalGatedCell`` whose defaults are ``MEDIAN_CONFIG``: cell depth 64, 7x7
+    depth-separable τ (sigmoid) and gate (tanh) convs with offsets/multipliers ±0.922 / ±0.701,
+    ELU input, 2x2 input->cell, 3x3 input->out, residual input with a 1x1 projection when depths
+    differ, and 1x1 feedback entering at "out". Any argument can still be overridden.
+    """
+
+    def __init__(self, out_depth=None, **kwargs):
+        super().__init__(out_depth, **{**MEDIAN_CONFIG, **kwargs})
