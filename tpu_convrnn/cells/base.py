@@ -90,6 +90,10 @@ class ConvCell(keras.layers.Layer):
         """Mapping state name -> channel depth (valid once built)."""
         raise NotImplementedError
 
+    def output_depth_for(self, drive_depth: int) -> int:
+        """Channels of the output for a drive of ``drive_depth`` channels (before building)."""
+        return int(getattr(self, "depth", None) or drive_depth)
+
     @property
     def output_depth(self) -> int:
         """Channels of the cell's output (valid once built)."""

@@ -89,6 +89,9 @@ class ReciprocalGatedCell(ConvCell):
                               "feedback_entry='cell'", "none")
 
     # ------------------------------------------------------------------ building
+    def output_depth_for(self, drive_depth):
+        return int(self.out_depth or drive_depth)
+
     def state_depths(self):
         return {"c": self.cell_depth_, "h": self.out_depth_}
 

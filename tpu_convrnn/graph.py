@@ -1,0 +1,220 @@
+"""The biologically unrolled ConvRNN graph (spec §1.3-§1.7) as a Keras model.
+
+``ConvRNN(nodes, edges, times, ...)``:
+
+* ``nodes``: list of ``{"name", "pre", "memory", "post"}`` (see ``tpu_convrnn.node``), in
+  feedforward order; the first node receives the presentation frame, the last (or
+  ``readout_node``) is the readout, whose output must be [N, classes].
+* ``edges``: ``[source, target]`` pairs. A node's *feedforward input* is its latest source that
+  comes before it in ``nodes`` (the frame for the input node); all its other sources (skips and
+  feedback) are combined in the harbor, in lexicographic name order as in the original.
+* Every edge, feedforward or feedback, delays by one step. Every node runs at every step from
+  t = 0 on zero stand-ins and zero states; its output at t feeds its targets at t + 1.
+
+Presentation (spec §1.4): the model takes RGB images in [0, 1] (or uint8 in [0, 255]), applies
+the ImageNet mean/std itself, shows the image for ``t < image_off`` and then the blank (the
+constant 0.5 *in normalised space*); ``image_off=None`` shows the image at every step.
+
+``model(images)`` returns the readout's decoded logits [N, classes]; ``model.decode`` applies the
+readout rule to [N, W, classes] logits over the decision window; ``model.unroll`` returns the
+per-step outputs of any layers.
+"""
+from __future__ import annotations
+
+import copy
+
+import keras
+from keras import ops
+
+from tpu_convrnn.node import Node
+from tpu_convrnn.readouts import Readout
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BLANK_VALUE = 0.5
+
+
+def _edge_pairs(edges):
+    pairs = []
+    for e in edges:
+        if not isinstance(e, (list, tuple)) or len(e) != 2:
+            raise ValueError(f"edge {e!r}: expected a [source, target] pair")
+        pairs.append((str(e[0]), str(e[1])))
+    return pairs
+
+
+@keras.saving.register_keras_serializable(package="tpu_convrnn")
+class ConvRNN(keras.Model):
+    """A ConvRNN unrolled for a fixed number of steps ``times`` (static Python loop)."""
+
+    def __init__(self, nodes, edges, times, image_off=None, readout=None, readout_node=None,
+                 image_size=224, window=None, normalize=True, remat=False, **kwargs):
+        super().__init__(**kwargs)
+        self.nodes_config = copy.deepcopy(list(nodes))
+        self.edges_config = [list(e) for e in _edge_pairs(edges)]
+        self.times = int(times)
+        self.image_off = None if image_off is None else int(image_off)
+        self.readout_config = dict(readout or {"kind": "last"})
+        self.image_size = int(image_size)
+        self.normalize = bool(normalize)
+        self.remat = bool(remat)
+        if self.times < 1:
+            raise ValueError(f"times: expected a positive number of steps, got {times}")
+        names = []
+        for spec in self.nodes_config:
+            if not isinstance(spec, dict) or "name" not in spec:
+                raise ValueError(f"node {spec!r}: expected a dict with a 'name'")
+            if spec["name"] in names:
+                raise ValueError(f"duplicate node name {spec['name']!r}")
+            names.append(spec["name"])
+        if not names:
+            raise ValueError("the graph has no nodes (and so no readout)")
+        self.node_names = names
+        self.readout_name = readout_node or names[-1]
+        if self.readout_name not in names:
+            raise ValueError(f"readout node {self.readout_name!r} is not a node of the graph "
+                             f"(nodes: {', '.join(names)})")
+        index = {n: i for i, n in enumerate(names)}
+        sources = {n: [] for n in names}
+        for src, dst in _edge_pairs(edges):
+            for end in (src, dst):
+                if end not in index:
+                    raise ValueError(f"edge {src} -> {dst}: unknown node {end!r} "
+                                     f"(nodes: {', '.join(names)})")
+            if src == dst:
+                raise ValueError(f"edge {src} -> {dst}: a node cannot feed itself (its memory is "
+                                 "its self-recurrence)")
+            if src in sources[dst]:
+                raise ValueError(f"edge {src} -> {dst} is listed twice")
+            sources[dst].append(src)
+        self.ff_source, self.other_sources = {}, {}
+        for n in names:
+            earlier = [s for s in sources[n] if index[s] < index[n]]
+            if n == names[0]:
+                ff = None
+            elif not earlier:
+                raise ValueError(f"node {n!r} has no feedforward input: add an edge from an "
+                                 "earlier node")
+            else:
+                ff = max(earlier, key=index.get)
+            self.ff_source[n] = ff
+            self.other_sources[n] = sorted(s for s in sources[n] if s != ff)
+        self.successors = {n: [d for s, d in _edge_pairs(edges) if s == n] for n in names}
+        self.graph_nodes = {}
+        for spec in self.nodes_config:
+            kw = {k: v for k, v in spec.items() if k != "name"}
+            try:
+                self.graph_nodes[spec["name"]] = Node(name=spec["name"], dtype=self.dtype_policy,
+                                                      **kw)
+            except TypeError as e:
+                raise ValueError(f"node {spec['name']!r}: {e}") from e
+        self.readout = Readout(name="readout", dtype=self.dtype_policy, **self.readout_config)
+        n_nodes = len(names)
+        if window is None:
+            window = [self.times - 1, self.times] if not self.readout.is_temporal else \
+                [n_nodes, self.times]
+        self.window = [int(window[0]), int(window[1])]
+        if not 0 <= self.window[0] < self.window[1] <= self.times:
+            raise ValueError(f"decision window {self.window}: expected 0 <= start < stop <= "
+                             f"times ({self.times})")
+        self.build((None, self.image_size, self.image_size, 3))
+
+    # ------------------------------------------------------------------ building
+    def build(self, input_shape):
+        if self.built:
+            return
+        frame = tuple(input_shape)
+        # Output shapes depend only on the feedforward chain (feedback never changes them), so
+        # they are inferred first; then every node is built knowing its feedback shapes.
+        self.output_shapes = {}
+        for n in self.node_names:
+            ff = frame if self.ff_source[n] is None else self.output_shapes[self.ff_source[n]]
+            self.output_shapes[n] = self.graph_nodes[n].infer_output_shape(ff)
+        for n in self.node_names:
+            node = self.graph_nodes[n]
+            ff = frame if self.ff_source[n] is None else self.output_shapes[self.ff_source[n]]
+            others = [self.output_shapes[s] for s in self.other_sources[n]]
+            try:
+                node.build(ff, others)
+            except ValueError as e:
+                srcs = ", ".join(self.other_sources[n]) or "none"
+                raise ValueError(f"{e} [node {n!r}: feedforward input "
+                                 f"{self.ff_source[n] or 'frame'}, other inputs {srcs}]") from e
+        out = self.output_shapes[self.readout_name]
+        if len(out) != 2:
+            raise ValueError(f"readout node {self.readout_name!r} gives shape {out}; a readout "
+                             "must give [N, classes] (end it with 'gap' or an 'fc')")
+        self.num_classes = int(out[1])
+        self.readout.build((None, self.window[1] - self.window[0], self.num_classes))
+        self.built = True
+
+    # ------------------------------------------------------------------ running
+    def present(self, images):
+        """Normalised frame and blank: ([N,H,W,3], [N,H,W,3]) in the compute dtype."""
+        x = ops.convert_to_tensor(images)
+        if "int" in keras.backend.standardize_dtype(x.dtype):
+            x = ops.cast(x, "float32") / 255.0
+        x = ops.cast(x, "float32")
+        if self.normalize:
+            x = (x - ops.convert_to_tensor(IMAGENET_MEAN, "float32")) / \
+                ops.convert_to_tensor(IMAGENET_STD, "float32")
+        x = ops.cast(x, self.compute_dtype)
+        return x, ops.full_like(x, BLANK_VALUE)
+
+    def unroll(self, images, record=(), training=False):
+        """Runs all ``times`` steps. Returns a dict: ``"window_logits"`` [N, W, classes] over the
+        decision window, and for every name in ``record`` (node names, or ``"logits"`` for the
+        readout node) the list of its T per-step outputs."""
+        record = list(record)
+        frame, blank = self.present(images)
+        batch = ops.shape(frame)[0]
+        need_all_readout = "logits" in record or self.readout_name in record or \
+            bool(self.successors[self.readout_name])
+        prev = {n: ops.zeros((batch,) + tuple(self.output_shapes[n][1:]), self.compute_dtype)
+                for n in self.node_names}
+        state = {n: self.graph_nodes[n].get_initial_state(batch) for n in self.node_names}
+        recorded = {r: [] for r in record}
+        window_logits = []
+        for t in range(self.times):
+            shown = frame if self.image_off is None or t < self.image_off else blank
+            new = {}
+            for n in self.node_names:
+                if n == self.readout_name and not need_all_readout and \
+                        not self.window[0] <= t < self.window[1]:
+                    continue  # the readout feeds nothing: outside the window it is unused
+                x = shown if self.ff_source[n] is None else prev[self.ff_source[n]]
+                others = [prev[s] for s in self.other_sources[n]]
+                new[n], state[n] = self._step(n, x, others, state[n], training)
+            for r in record:
+                name = self.readout_name if r == "logits" else r
+                recorded[r].append(new[name])
+            if self.window[0] <= t < self.window[1]:
+                window_logits.append(new[self.readout_name])
+            prev.update(new)
+        out = {"window_logits": ops.cast(ops.stack(window_logits, axis=1), "float32")}
+        out.update(recorded)
+        return out
+
+    def _step(self, name, x, others, state, training):
+        node = self.graph_nodes[name]
+        if self.remat and keras.backend.backend() in ("jax", "tensorflow"):
+            return keras.remat(lambda a, b, c: node(a, b, c, training=training))(x, others, state)
+        return node(x, others, state, training=training)
+
+    def decode(self, step_logits):
+        """Readout rule on [N, W, classes] logits over the decision window -> [N, classes]."""
+        return self.readout(step_logits)
+
+    def call(self, images, training=False):
+        return self.decode(self.unroll(images, training=training)["window_logits"])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self):
+        return {"name": self.name, "nodes": self.nodes_config, "edges": self.edges_config,
+                "times": self.times, "image_off": self.image_off, "readout": self.readout_config,
+                "readout_node": self.readout_name, "image_size": self.image_size,
+                "window": self.window, "normalize": self.normalize, "remat": self.remat,
+                "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
+
