@@ -102,3 +102,29 @@ def max_pool_same(x, k=2, s=2):
         for dx in range(k):
             out = np.maximum(out, xp[:, dy:dy + s * oh:s, dx:dx + s * ow:s, :])
     return out
+
+
+def median_rgc_step(w, u, x, f, c, h):
+    """One step of the "median" reciprocal gated cell (spec §4.8).
+
+    ``w(suffix)`` returns the weight whose Keras path ends with ``suffix`` (sublayers
+    input_to_cell, cell_tau, cell_gate, input_to_out, out_tau, out_gate, residual_add, feedback).
+    Returns (h_t, c_t).
+    """
+    a_t, a_g = 0.9219348064291611, 0.7006566684988862
+
+    def ds(name, t):
+        return depthwise_separable(t, w(f"/{name}/depthwise_kernel"),
+                                   w(f"/{name}/pointwise_kernel"), w(f"/{name}/bias"))
+
+    ut = elu(u)
+    c_in = conv2d(ut, w("/input_to_cell/kernel"), w("/input_to_cell/bias"))
+    c_new = elu(a_t * (1 - sigmoid(ds("cell_tau", c))) * c
+                + a_g * (1 - np.tanh(ds("cell_gate", h))) * c_in)
+    res = x if x.shape[-1] == h.shape[-1] else conv2d(x, w("/residual_add/kernel"))
+    h_in = conv2d(ut, w("/input_to_out/kernel"), w("/input_to_out/bias")) + res
+    if f is not None:
+        h_in = h_in + conv2d(f, w("/feedback/kernel"), w("/feedback/bias"))
+    h_new = elu(a_t * (1 - sigmoid(ds("out_tau", h))) * h
+                + a_g * (1 - np.tanh(ds("out_gate", c))) * h_in)
+    return h_new, c_new

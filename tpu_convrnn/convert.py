@@ -89,7 +89,7 @@ def _expected_constants(model) -> dict:
     consts = {}
     for n in model.node_names:
         spec = next(s for s in model.nodes_config if s["name"] == n)
-        if (spec.get("memory") or {}).get("kind") != "time_decay":
+        if spec.get("memory") is None:  # cell layers have no leaky memory in the original
             consts[f"{PREFIX}{n}/memory_decay"] = 0.0
     kind = model.readout.kind
     if kind in ("max_conf", "thresh"):
@@ -160,8 +160,10 @@ def main(argv=None):
             print(f"error: --output {FLAGS.output!r} must end in .keras", file=sys.stderr)
             return 1
         model.save(FLAGS.output)
-        print(f"converted {len(mapping)} variables ({model.count_params():,} parameters) of "
-              f"{FLAGS.model} from {FLAGS.checkpoint} -> {FLAGS.output}")
+        n_const = len(_expected_constants(model))
+        print(f"converted {len(mapping)} variables and checked {n_const} constants "
+              f"({model.count_params():,} parameters) of {FLAGS.model} from {FLAGS.checkpoint} "
+              f"-> {FLAGS.output}")
         return 0
 
     app.run(_run, argv=argv)

@@ -56,6 +56,10 @@ def _op_output_shape(op, shape, where):
             hw = [-(-int(n) // s) for n in shape[1:3]]
         else:
             hw = [(int(n) - kk) // s + 1 for n, kk in zip(shape[1:3], k)]
+            if min(hw) < 1:
+                raise ValueError(f"{where}: a {k[0]}x{k[1]} 'valid' conv needs an input of at "
+                                 f"least that size, got {shape[1]}x{shape[2]} (the image size "
+                                 "is too small for this graph)")
         return (shape[0], hw[0], hw[1], int(op["filters"]))
     if kind == "fc":
         if len(shape) != 2:

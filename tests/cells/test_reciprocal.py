@@ -118,23 +118,12 @@ def test_rgc_shallow_param_count(d, x, expected):
 
 
 def numpy_median(w, drives, xs, fbs, d):
-    """Spec §4.8 equations with a_tau = 0.92193..., a_g = 0.70065..."""
-    a_t, a_g = 0.9219348064291611, 0.7006566684988862
+    """Spec §4.8, unrolled over the given steps (``ref.median_rgc_step``)."""
     c = np.zeros((N, H, W, 64))
     h = np.zeros((N, H, W, d))
     outs = []
     for u, x, f in zip(drives, xs, fbs):
-        ut = ref.elu(u)
-        c_in = _conv(w, "input_to_cell", ut)
-        c_new = ref.elu(a_t * (1 - ref.sigmoid(_conv(w, "cell_tau", c, True))) * c
-                        + a_g * (1 - np.tanh(_conv(w, "cell_gate", h, True))) * c_in)
-        res = x if x.shape[-1] == d else ref.conv2d(x, weight(w, "/residual_add/kernel"))
-        h_in = _conv(w, "input_to_out", ut) + res
-        if f is not None:
-            h_in = h_in + _conv(w, "feedback", f)
-        h = ref.elu(a_t * (1 - ref.sigmoid(_conv(w, "out_tau", h, True))) * h
-                    + a_g * (1 - np.tanh(_conv(w, "out_gate", c, True))) * h_in)
-        c = c_new
+        h, c = ref.median_rgc_step(lambda s: weight(w, s), u, x, f, c, h)
         outs.append((h, c))
     return outs
 

@@ -1,0 +1,92 @@
+"""Released graphs: exact parameter counts (spec §6.1) and the override mechanism."""
+import numpy as np
+import pytest
+
+from tpu_convrnn import build_model, zoo
+
+# Spec §6.1, typed in again here (not read from zoo.PARAM_COUNTS) so the table itself is checked.
+SPEC_COUNTS = {
+    "rgc_shallow": 23956840, "timedecay_shallow": 4197739, "simplernn_shallow": 6272872,
+    "gru_shallow": 25434472, "lstm_shallow": 21126248, "intersectionrnn_shallow": 32513384,
+    "ugrnn_shallow": 18355560, "rgc_intermediate": 15445800, "rgc_intermediate_dthresh": 15445800,
+    "rgc_intermediate_tmaxconf": 15445801, "rgc_intermediate_t22_tmaxconf": 15445801,
+    "timedecay_intermediate": 16403439, "simplernn_intermediate": 33512936,
+    "gru_intermediate": 67725032, "lstm_intermediate": 84832232,
+    "intersectionrnn_intermediate": 84832232, "ugrnn_intermediate": 50617832,
+    "ugrnn_intermediate_t30": 50617832, "ugrnn_intermediate_t30_dthresh": 50617832,
+    "ugrnn_intermediate_t30_tmaxconf": 50617833, "shallow_base": 4197736,
+    "intermediate_base": 16403432, "rgc_intermediate_scaffold": 6054376,
+}
+
+
+def test_twenty_released_models():
+    assert len(zoo.RELEASED_MODELS) == 20
+    assert set(zoo.RELEASED_MODELS) | set(zoo.BASELINES) == set(SPEC_COUNTS)
+    assert zoo.PARAM_COUNTS == SPEC_COUNTS
+
+
+@pytest.mark.parametrize("name", sorted(SPEC_COUNTS))
+def test_param_count_is_exact(name):
+    model = build_model(name)
+    assert model.count_params() == SPEC_COUNTS[name]
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    assert trainable == SPEC_COUNTS[name]
+
+
+@pytest.mark.parametrize("name,times,image_off,readout", [
+    ("rgc_shallow", 16, 12, "last"), ("ugrnn_intermediate", 17, 12, "last"),
+    ("ugrnn_intermediate_t30_dthresh", 30, None, "thresh"),
+    ("rgc_intermediate_t22_tmaxconf", 22, None, "max_conf")])
+def test_default_presentation_and_readout(name, times, image_off, readout):
+    cfg = zoo.released_graph(name)
+    assert (cfg["times"], cfg["image_off"]) == (times, image_off)
+    assert cfg.get("readout", {"kind": "last"})["kind"] == readout
+
+
+def test_rgc_intermediate_feedback_and_harbor_order():
+    model = build_model("rgc_intermediate", image_size=64)
+    assert model.other_sources["conv6"] == ["conv7", "conv9"]  # lexicographic, after ff
+    assert model.ff_source["conv6"] == "conv5"
+    assert model.other_sources["conv7"] == ["conv10"]
+    assert model.graph_nodes["conv6"].cell.feedback_depth == 768
+
+
+def test_presentations():
+    assert zoo.graph_config("rgc_shallow", presentation="neural")["times"] == 26
+    assert zoo.graph_config("rgc_shallow", presentation="neural")["image_off"] == 10
+    assert zoo.graph_config("rgc_shallow", presentation="constant")["image_off"] is None
+    custom = zoo.graph_config("rgc_shallow", times=20, image_off=8)
+    assert (custom["times"], custom["image_off"]) == (20, 8)
+    with pytest.raises(ValueError, match="custom image_off needs a custom times"):
+        zoo.graph_config("rgc_shallow", image_off=8)
+
+
+def test_overrides_put_any_cell_anywhere():
+    model = build_model("rgc_shallow", image_size=96, cells={
+        "conv2": {"kind": "gru", "depth": 32}, "conv4": None},
+        depths={"conv3": 96}, add_edges=[["conv5", "conv3"]], times=8, image_off=None)
+    assert model.graph_nodes["conv2"].cell.depth == 32
+    assert model.graph_nodes["conv4"].cell is None
+    assert model.output_shapes["conv3"][-1] == 96
+    assert model.other_sources["conv3"] == ["conv5"]
+    assert tuple(model(np.zeros((1, 96, 96, 3), "float32")).shape) == (1, 1000)
+
+
+def test_too_small_image_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"node 'imnetds' pre: a 2x2 'valid' conv.*got 1x1"):
+        build_model("rgc_shallow", image_size=64)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(cells={"conv9": None}), "cells: unknown layer 'conv9'"),
+    (dict(remove_edges=[["conv5", "conv1"]]), "conv5 -> conv1 is not an edge"),
+    (dict(presentation="flash"), "presentation 'flash'"),
+])
+def test_override_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        zoo.graph_config("rgc_shallow", **kwargs)
+
+
+def test_unknown_model_lists_the_names():
+    with pytest.raises(ValueError, match="unknown model 'rgc_large'.*rgc_shallow"):
+        zoo.released_graph("rgc_large")
