@@ -29,7 +29,8 @@ setup(
         "tpu-node": ["cloud-tpu-client>=0.10"],
         "neural": ["xarray", "scikit-learn", "h5netcdf", "matplotlib"],
         "search": [],
-        "test": ["pytest>=7", "pytest-timeout"],
+        # jax: the backend-portability test runs the model under KERAS_BACKEND=jax.
+        "test": ["pytest>=7", "jax>=0.4.30"],
     },
     entry_points={"console_scripts": ["tpu-convrnn=tpu_convrnn.main:run"]},
 )

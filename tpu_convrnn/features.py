@@ -11,6 +11,7 @@ the first image-driven step; arrays then have T - l (or T - N) steps.
 """
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -51,3 +52,40 @@ def extract_features(model, images, layers=None, original_window: bool = False,
     if original_window:
         result = {la: v[_first_step(model, la):] for la, v in result.items()}
     return result
+
+
+def run_features(model, images, ids, layers=None, batch_size: int = 16,
+                 original_window: bool = False, progress=None) -> dict:
+    """``extract_features`` over ``images`` in batches, updating ``progress`` per batch."""
+    out = {}
+    for start in range(0, len(images), batch_size):
+        part = extract_features(model, images[start:start + batch_size], layers,
+                                original_window=original_window)
+        for k, v in part.items():
+            out.setdefault(k, []).append(v)
+        if progress is not None:
+            progress.update(len(images[start:start + batch_size]))
+    return {k: np.concatenate(v, axis=1) for k, v in out.items()}
+
+
+def write_features(path: str, feats: dict, ids, step_ms: float = 10.0) -> list[str]:
+    """Writes ``feats`` ({layer: [T, N, ...]}) to ``path`` (.npz) with ``stimulus_id`` and
+    ``time_ms`` (start of each step); also ``<path>.nc`` when xarray is installed. Returns the
+    files written."""
+    ids = np.asarray([str(i) for i in ids])
+    steps = max(v.shape[0] for v in feats.values())
+    np.savez(path, stimulus_id=ids, time_ms=np.arange(steps) * step_ms, **feats)
+    written = [path if path.endswith(".npz") else path + ".npz"]
+    try:
+        import xarray as xr
+    except ImportError:
+        return written
+    data = {}
+    for k, v in feats.items():
+        dims = [f"{k}_time", "stimulus_id"] + [f"{k}_dim{i}" for i in range(v.ndim - 2)]
+        data[k] = xr.DataArray(v, dims=dims, coords={
+            f"{k}_time": (np.arange(steps - v.shape[0], steps) * step_ms),
+            "stimulus_id": ids})
+    nc = os.path.splitext(written[0])[0] + ".nc"
+    xr.Dataset(data).to_netcdf(nc)
+    return written + [nc]

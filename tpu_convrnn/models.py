@@ -11,10 +11,20 @@ from tpu_convrnn import zoo
 from tpu_convrnn.graph import ConvRNN
 
 
-def build_model(base: str = "rgc_intermediate", image_size: int = 224, dtype=None,
-                remat: bool = False, name: str | None = None, **overrides) -> ConvRNN:
-    """A ConvRNN from a released graph plus overrides (see ``zoo.graph_config``)."""
-    cfg = zoo.graph_config(base, **overrides)
+def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edges=(),
+                remove_edges=(), presentation: str = "default", times=None, image_off=None,
+                readout=None, image_size: int = 224, dtype=None, remat: bool = False,
+                name: str | None = None) -> ConvRNN:
+    """A ConvRNN from a released graph (``base``) plus overrides.
+
+    ``cells``, ``depths``, ``add_edges``, ``remove_edges``, ``presentation``, ``times``,
+    ``image_off`` and ``readout`` are described in ``zoo.graph_config``. ``image_size`` is the
+    input resolution (224 for the released models), ``dtype`` a Keras dtype policy such as
+    ``"mixed_bfloat16"``, ``remat`` recomputes each node's step in the backward pass.
+    """
+    cfg = zoo.graph_config(base, cells=cells, depths=depths, add_edges=add_edges,
+                           remove_edges=remove_edges, presentation=presentation, times=times,
+                           image_off=image_off, readout=readout)
     return ConvRNN(**cfg, image_size=image_size, dtype=dtype, remat=remat, name=name or base)
 
 
@@ -27,8 +37,13 @@ def load_model(name: str, checkpoint: str | None = None, **overrides) -> ConvRNN
     unrolling but not the weights' shapes.
     """
     model = build_model(name, **overrides)
-    if checkpoint is None:
-        return model
+    if checkpoint is not None:
+        load_into(model, checkpoint)
+    return model
+
+
+def load_into(model: ConvRNN, checkpoint: str) -> ConvRNN:
+    """Loads ``checkpoint`` (TF1 prefix, or .keras / .weights.h5 file) into ``model``."""
     if checkpoint.endswith((".keras", ".weights.h5")):
         if not os.path.exists(checkpoint):
             raise ValueError(f"checkpoint file {checkpoint!r} does not exist")

@@ -102,30 +102,20 @@ class Node(keras.layers.Layer):
         kind = op["op"]
         name = op.get("name")
         dt = self.dtype_policy
-        if kind == "conv":
-            if len(shape) != 4:
-                raise ValueError(f"node '{self.name}' {where}: conv needs a [N, H, W, C] input, "
-                                 f"got shape {tuple(shape)}")
+        if kind in ("conv", "fc"):
+            _op_output_shape(op, shape, f"node '{self.name}' {where}")  # validates the input
             wd = op.get("weight_decay", 0.0)
-            layer = keras.layers.Conv2D(
-                op["filters"], op["kernel_size"], strides=op.get("strides", 1),
-                padding=op.get("padding", "same"), use_bias=op.get("use_bias", True),
-                activation=None, kernel_initializer=op.get("kernel_initializer",
-                                                           VARIANCE_SCALING),
-                bias_initializer=op.get("bias_initializer", "zeros"),
-                kernel_regularizer=cr_ops.tf1_l2(wd), bias_regularizer=cr_ops.tf1_l2(wd),
-                name=name, dtype=dt)
-            act = cr_ops.get_activation(op.get("activation"), f"node '{self.name}' {where}")
-        elif kind == "fc":
-            if len(shape) != 2:
-                raise ValueError(f"node '{self.name}' {where}: fc needs a [N, C] input (add 'gap' "
-                                 f"first), got shape {tuple(shape)}")
-            wd = op.get("weight_decay", 0.0)
-            layer = keras.layers.Dense(
-                op["units"], kernel_initializer=op.get("kernel_initializer", VARIANCE_SCALING),
-                bias_initializer=op.get("bias_initializer", "zeros"),
-                kernel_regularizer=cr_ops.tf1_l2(wd), bias_regularizer=cr_ops.tf1_l2(wd),
-                name=name, dtype=dt)
+            common = dict(kernel_initializer=op.get("kernel_initializer", VARIANCE_SCALING),
+                          bias_initializer=op.get("bias_initializer", "zeros"),
+                          kernel_regularizer=cr_ops.tf1_l2(wd),
+                          bias_regularizer=cr_ops.tf1_l2(wd), name=name, dtype=dt)
+            if kind == "conv":
+                layer = keras.layers.Conv2D(
+                    op["filters"], op["kernel_size"], strides=op.get("strides", 1),
+                    padding=op.get("padding", "same"), use_bias=op.get("use_bias", True),
+                    **common)
+            else:
+                layer = keras.layers.Dense(op["units"], **common)
             act = cr_ops.get_activation(op.get("activation"), f"node '{self.name}' {where}")
         elif kind == "maxpool":
             layer = keras.layers.MaxPooling2D(op.get("pool_size", 2), op.get("strides", 2),

@@ -73,6 +73,9 @@ class Readout(keras.layers.Layer):
         idx = ops.cast(t_star, "int32")[:, None, None]
         return ops.take_along_axis(z, idx, axis=1)[:, 0]
 
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "beta": self.beta_value,
                 "threshold": self.threshold}

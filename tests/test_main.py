@@ -1,0 +1,90 @@
+"""The command line and the shipped gin files."""
+import glob
+import os
+import subprocess
+import sys
+
+import gin
+import numpy as np
+import pytest
+
+from tpu_convrnn import main, zoo
+from tpu_convrnn.gin_config import configured_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GIN_MODELS = sorted(glob.glob(os.path.join(REPO, "gin", "models", "*.gin")))
+
+
+def run_cli(*args, timeout=600):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", "tpu_convrnn.main", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+def test_a_gin_file_for_every_released_model_and_baseline():
+    names = {os.path.basename(p)[:-4] for p in GIN_MODELS}
+    assert names == set(zoo.RELEASED_MODELS) | set(zoo.BASELINES)
+
+
+@pytest.mark.parametrize("path", GIN_MODELS, ids=os.path.basename)
+def test_gin_file_builds_the_model_with_its_param_count(path):
+    main.parse_gin([path], [])
+    model = configured_model()
+    assert model.count_params() == zoo.PARAM_COUNTS[os.path.basename(path)[:-4]]
+
+
+def test_other_gin_files_parse_and_build():
+    for path in ["gin/reciprocal.gin", "gin/examples/custom_graph.gin"]:
+        gin.clear_config()
+        main.parse_gin([os.path.join(REPO, path)], ["model.image_size = 96"])
+        assert configured_model().count_params() > 0
+
+
+def test_summary_command_prints_total_params():
+    proc = run_cli("--gin_file=gin/models/rgc_intermediate_tmaxconf.gin", "--mode=summary")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Total params: 15,445,801" in proc.stdout
+    assert "readout 'max_conf' over steps [11, 17)" in proc.stdout
+
+
+def test_unknown_gin_binding_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.gin"
+    bad.write_text("model.base = 'rgc_shallow'\nmodel.tims = 3\n")
+    with pytest.raises(ValueError, match=r"(?s)bad.gin.*doesn't have a parameter named 'tims'"
+                                         r".*line 2"):
+        main.parse_gin([str(bad)], [])
+    with pytest.raises(ValueError, match="--gin_param 'model.tmes=3'"):
+        main.parse_gin([], ["model.tmes=3"])
+    with pytest.raises(ValueError, match="gin file 'nowhere.gin' not found"):
+        main.parse_gin(["nowhere.gin"], [])
+
+
+def test_features_mode_end_to_end(tmp_path):
+    rng = np.random.default_rng(0)
+    stimuli = tmp_path / "stimuli.npz"
+    np.savez(stimuli, images=rng.integers(0, 256, (3, 40, 40, 3)).astype("uint8"),
+             stimulus_id=np.array(["a", "b", "c"]))
+    out = tmp_path / "feats.npz"
+    proc = run_cli("--gin_file=gin/models/rgc_intermediate.gin",
+                   "--gin_param=model.image_size = 32", "--gin_param=model.presentation = "
+                   "'neural'", "--mode=features", f"--stimuli={stimuli}",
+                   "--layers=conv5,logits", f"--output={out}", "--batch_size=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "features [" in proc.stderr and "3/3 images" in proc.stderr  # progress bar
+    data = np.load(out)
+    assert data["conv5"].shape == (26, 3, 4, 4, 128)
+    assert data["logits"].shape == (26, 3, 1000)
+    assert list(data["stimulus_id"]) == ["a", "b", "c"]
+    np.testing.assert_array_equal(data["time_ms"], np.arange(26) * 10.0)
+
+
+def test_features_needs_stimuli():
+    proc = run_cli("--gin_file=gin/models/shallow_base.gin", "--mode=features")
+    assert proc.returncode == 2 and "--mode=features needs --stimuli" in proc.stderr

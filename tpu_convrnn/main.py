@@ -1,0 +1,122 @@
+"""tpu_convrnn's command line.
+
+    python -m tpu_convrnn.main --gin_file=gin/models/rgc_intermediate.gin --mode=summary
+    python -m tpu_convrnn.main --gin_file=gin/models/rgc_shallow.gin --mode=features \
+        --checkpoint=rgc_shallow.keras --stimuli=stimuli/ --layers=conv3,conv4,conv5 \
+        --output=features.npz
+
+gin configures the model (``model.base``, ``model.cells``, ``model.times``, ...: see
+``tpu_convrnn.models.build_model`` and ``zoo.graph_config``); flags choose what to do with it.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+
+from absl import app, flags  # noqa: E402
+
+MODES = ("summary", "features")
+
+flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order.")
+flags.DEFINE_multi_string("gin_param", [], "gin binding(s), e.g. \"model.times = 20\", "
+                          "applied after the files.")
+flags.DEFINE_multi_string("gin_search_paths", [], "Extra folders for gin include/file lookup "
+                          "(the repository root is always searched).")
+flags.DEFINE_enum("mode", "summary", MODES, "summary: print the model and its parameter count; "
+                  "features: write per-layer, per-step features of --stimuli to --output.")
+flags.DEFINE_string("model_dir", None, "Output folder (the operative gin config is written "
+                    "there).")
+flags.DEFINE_string("checkpoint", None, "Weights: an original TF1 checkpoint prefix or a "
+                    ".keras / .weights.h5 file (features mode).")
+flags.DEFINE_string("stimuli", None, "features mode: a folder of images, a CSV with a 'path' "
+                    "column, or a .npy/.npz of images [N, H, W, 3] in [0, 1] or [0, 255].")
+flags.DEFINE_list("layers", None, "features mode: layers to record (default: all conv layers "
+                  "and logits).")
+flags.DEFINE_string("output", "features.npz", "features mode: output .npz (and .nc with "
+                    "xarray).")
+flags.DEFINE_integer("batch_size", 16, "features mode: stimuli per forward pass (bounds "
+                     "memory).")
+flags.DEFINE_boolean("original_window", False, "features mode: return conv_l from t=l on, as "
+                     "the original model_func did (default: every step from t=0).")
+FLAGS = flags.FLAGS
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_gin(files, params, search_paths=()):
+    """Parses gin files and bindings; errors name the file (and line) or binding."""
+    import importlib.util  # noqa: F401  (gin-config 0.5 needs it imported before parsing)
+
+    import gin
+
+    from tpu_convrnn import gin_config  # noqa: F401  (registers the configurables)
+    for p in list(search_paths) + [REPO_ROOT, os.getcwd()]:
+        gin.add_config_file_search_path(p)
+    for f in files:
+        if not os.path.exists(f) and not any(os.path.exists(os.path.join(p, f))
+                                             for p in list(search_paths) + [REPO_ROOT]):
+            raise ValueError(f"gin file {f!r} not found (searched the current folder, "
+                             f"{REPO_ROOT} and {list(search_paths)})")
+        try:
+            gin.parse_config_file(f)
+        except Exception as e:  # gin raises ValueError/KeyError/SyntaxError with the location
+            raise ValueError(f"in gin file {f}: {e}") from e
+    for p in params:
+        try:
+            gin.parse_config(p)
+        except Exception as e:
+            raise ValueError(f"in --gin_param {p!r}: {e}") from e
+
+
+def run_mode(mode):
+    import gin
+
+    from tpu_convrnn import gin_config
+    model = gin_config.configured_model()
+    if FLAGS.model_dir:
+        os.makedirs(FLAGS.model_dir, exist_ok=True)
+        with open(os.path.join(FLAGS.model_dir, "operative_config.gin"), "w") as f:
+            f.write(gin.operative_config_str())
+    if mode == "summary":
+        os.environ.setdefault("COLUMNS", "110")  # rich would cut the table at 80 columns
+        model.summary(line_length=100)
+        print(f"Unrolled for T={model.times} steps, image off at "
+              f"{'never' if model.image_off is None else model.image_off}, readout "
+              f"'{model.readout.kind}' over steps [{model.window[0]}, {model.window[1]}).")
+        return 0
+    from tpu_convrnn.features import run_features, write_features
+    from tpu_convrnn.progress import Progress
+    from tpu_convrnn.stimuli import load_stimuli
+    if not FLAGS.stimuli:
+        raise ValueError("--mode=features needs --stimuli")
+    if FLAGS.checkpoint:
+        from tpu_convrnn.models import load_into
+        load_into(model, FLAGS.checkpoint)
+    images, ids = load_stimuli(FLAGS.stimuli, size=model.image_size)
+    with Progress(len(images), "features") as bar:
+        feats = run_features(model, images, ids, FLAGS.layers, FLAGS.batch_size,
+                             FLAGS.original_window, bar)
+    for path in write_features(FLAGS.output, feats, ids):
+        print(f"wrote {path}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in feats.items()))
+    return 0
+
+
+def _main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        parse_gin(FLAGS.gin_file, FLAGS.gin_param, FLAGS.gin_search_paths)
+        return run_mode(FLAGS.mode)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run():
+    app.run(_main)
+
+
+if __name__ == "__main__":
+    run()
