@@ -1,0 +1,88 @@
+"""Convert a folder of class sub-folders of JPEG/PNG images to the TFRecord layout.
+
+    python -m tpu_convrnn.data.folder --input=photos/ --output=records/ --num_shards=16
+
+``photos/<class name>/<image>`` -> ``records/train-00000-of-00016`` ... (or ``--split``), with
+1-based labels in sorted class-name order, written to ``records/labels.json``
+(``{"class name": 0-based label}``). Non-JPEG images are re-encoded as JPEG. Shards are written
+under a temporary name and renamed when complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from tpu_convrnn.data import records
+from tpu_convrnn.progress import Progress
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def convert_folder(input_dir: str, output_dir: str, split: str = "train", num_shards: int = 1,
+                   seed: int = 0, quiet: bool = False) -> dict:
+    """Writes the shards and ``labels.json``; returns {"num_examples", "num_classes", "labels",
+    "pattern"}."""
+    import numpy as np
+    import tensorflow as tf
+    if not os.path.isdir(input_dir):
+        raise ValueError(f"--input {input_dir!r} is not a folder")
+    classes = sorted(d for d in os.listdir(input_dir)
+                     if os.path.isdir(os.path.join(input_dir, d)))
+    if not classes:
+        raise ValueError(f"--input {input_dir!r} has no class sub-folders")
+    items = [(os.path.join(input_dir, c, f), label) for label, c in enumerate(classes)
+             for f in sorted(os.listdir(os.path.join(input_dir, c)))
+             if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if not items:
+        raise ValueError(f"--input {input_dir!r}: no {'/'.join(IMAGE_EXTENSIONS)} images")
+    order = np.random.default_rng(seed).permutation(len(items))
+    tf.io.gfile.makedirs(output_dir)
+    stream = open(os.devnull, "w") if quiet else None
+    with Progress(len(items), f"converting {input_dir}", stream=stream) as bar:
+        for shard in range(num_shards):
+            path = os.path.join(output_dir, records.shard_name(split, shard, num_shards))
+            with tf.io.TFRecordWriter(path + ".tmp") as w:
+                for i in order[shard::num_shards]:
+                    path_i, label = items[i]
+                    data = tf.io.read_file(path_i)
+                    try:
+                        img = tf.io.decode_image(data, channels=3, expand_animations=False)
+                    except tf.errors.OpError as e:
+                        raise ValueError(f"cannot decode image {path_i!r}: "
+                                         f"{e.message.splitlines()[0]}") from e
+                    jpeg = data.numpy() if tf.io.is_jpeg(data) else \
+                        tf.io.encode_jpeg(img, quality=95).numpy()
+                    key = os.path.relpath(path_i, input_dir)
+                    w.write(records.encode_example(jpeg, label + records.LABEL_OFFSET,
+                                                   int(img.shape[0]), int(img.shape[1]), key))
+                    bar.update()
+            tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    labels = {c: i for i, c in enumerate(classes)}
+    with tf.io.gfile.GFile(os.path.join(output_dir, "labels.json"), "w") as f:
+        json.dump(labels, f, indent=1)
+    return {"num_examples": len(items), "num_classes": len(classes), "labels": labels,
+            "pattern": os.path.join(output_dir, f"{split}-*")}
+
+
+def main(argv=None):
+    import argparse
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--input", required=True, help="folder of class sub-folders of images")
+    p.add_argument("--output", required=True, help="output folder (local or gs://)")
+    p.add_argument("--split", default="train", help="shard name prefix (train, validation)")
+    p.add_argument("--num_shards", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="seed of the example order")
+    a = p.parse_args(argv)
+    try:
+        info = convert_folder(a.input, a.output, a.split, a.num_shards, a.seed)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {info['num_examples']} examples of {info['num_classes']} classes to "
+          f"{info['pattern']} (labels: {os.path.join(a.output, 'labels.json')})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""tf.data input pipelines for training and evaluation (TensorFlow; runs on the hosts).
+
+Training (``train_dataset``), per host under ``strategy.distribute_datasets_from_function``:
+file list -> shard by ``input_pipeline_id`` (records are sharded instead when there are fewer
+files than hosts) -> seeded file shuffle -> repeat -> interleave -> seeded record shuffle ->
+parse -> **crop before decode** (inception crop: area 0.08-1, aspect 3/4-4/3, via
+``decode_and_crop_jpeg``) -> flip -> resize -> uint8 -> per-replica batches with
+``drop_remainder`` -> a fixed prefetch of 2 batches. Augmentation is stateless, seeded per
+element, so the same seed gives the same images in the same order. Normalisation happens on the
+accelerator, as the model's first step.
+
+Evaluation (``eval_dataset``): center crop (0.875 = 224/256 of the shorter side), no
+shuffling, and every example exactly once across hosts: each host reads its shard, then pads
+with masked examples (``mask`` 0) up to the same number of steps on every host.
+
+``fake_dataset`` yields random uint8 batches with no I/O, for measuring compute alone.
+
+Bad input: a file pattern that matches nothing, and labels outside the declared range, fail with
+the pattern or file named. A corrupt record or undecodable image surfaces as a TF error while
+iterating; ``checked(dataset_iterator, files)`` turns it into ``InputError`` naming the file
+and record. With ``skip_bad=True`` such records are skipped and counted (``InputStats``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import tensorflow as tf
+
+from tpu_convrnn.data import records
+
+CROP_FRACTION = 224 / 256  # center crop: 224 of 256, of the shorter side, at any size
+PREFETCH_BATCHES = 2
+
+
+@dataclasses.dataclass
+class InputConfig:
+    """Where the data is and how to read it."""
+    file_pattern: str
+    num_classes: int = 1000
+    image_size: int = 224
+    label_offset: int = records.LABEL_OFFSET
+    shuffle_buffer: int = 10_000
+    seed: int = 0
+    cycle_length: int = 16
+    skip_bad: bool = False
+
+
+class InputStats:
+    """Counters of records read and images decoded (their difference: skipped records)."""
+
+    def __init__(self):
+        self.read = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.decoded = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    @property
+    def skipped(self) -> int:
+        return int(self.read.numpy() - self.decoded.numpy())
+
+
+# ------------------------------------------------------------------------------ image ops
+def _decode_crop(jpeg, crop_window):
+    """Decodes only the crop window: fused for JPEG, decode-then-crop for other formats."""
+    def fused():
+        return tf.io.decode_and_crop_jpeg(jpeg, crop_window, channels=3)
+
+    def generic():
+        img = tf.io.decode_image(jpeg, channels=3, expand_animations=False)
+        return tf.image.crop_to_bounding_box(img, crop_window[0], crop_window[1],
+                                             crop_window[2], crop_window[3])
+    return tf.cond(tf.io.is_jpeg(jpeg), fused, generic)
+
+
+def _image_shape(jpeg):
+    def jpeg_shape():
+        return tf.image.extract_jpeg_shape(jpeg)
+
+    def other_shape():
+        return tf.shape(tf.io.decode_image(jpeg, channels=3, expand_animations=False))
+    return tf.cond(tf.io.is_jpeg(jpeg), jpeg_shape, other_shape)
+
+
+def _resize_uint8(image, size):
+    image = tf.image.resize(image, (size, size), method="bilinear", antialias=False)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def train_image(jpeg, size: int, seed):
+    """Inception crop (stateless, ``seed`` [2] int) + flip + resize -> uint8 [size, size, 3]."""
+    shape = _image_shape(jpeg)
+    begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
+        min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0),
+        max_attempts=10, use_image_if_no_bounding_boxes=True)
+    window = tf.stack([begin[0], begin[1], crop[0], crop[1]])
+    image = _decode_crop(jpeg, window)
+    image = tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
+    return _resize_uint8(image, size)
+
+
+def eval_image(jpeg, size: int):
+    """Center crop of 0.875 (224/256) of the shorter side, resized -> uint8."""
+    shape = _image_shape(jpeg)
+    h, w = shape[0], shape[1]
+    side = tf.cast(CROP_FRACTION * tf.cast(tf.minimum(h, w), tf.float32), tf.int32)
+    window = tf.stack([(h - side + 1) // 2, (w - side + 1) // 2, side, side])
+    return _resize_uint8(_decode_crop(jpeg, window), size)
+
+
+# ------------------------------------------------------------------------------ datasets
+def _context_fields(input_context):
+    if input_context is None:
+        return 1, 0
+    return input_context.num_input_pipelines, input_context.input_pipeline_id
+
+
+def _per_replica_batch(global_batch, input_context):
+    if input_context is None:
+        return global_batch
+    return input_context.get_per_replica_batch_size(global_batch)
+
+
+def _host_files(files, num_hosts, host):
+    """(files of this host, whether records must be sharded instead)."""
+    if num_hosts > 1 and len(files) >= num_hosts:
+        return files[host::num_hosts], False
+    return files, num_hosts > 1
+
+
+def train_dataset(cfg: InputConfig, global_batch: int, input_context=None,
+                  stats: InputStats | None = None) -> tf.data.Dataset:
+    """Endless (uint8 images [B, S, S, 3], int32 labels [B]) batches of this host's replicas."""
+    files = records.list_files(cfg.file_pattern)
+    n_hosts, host = _context_fields(input_context)
+    files, shard_records = _host_files(files, n_hosts, host)
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    ds = ds.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True).repeat()
+    ds = records.records_with_filenames(ds, min(cfg.cycle_length, len(files)))
+    if shard_records:
+        ds = ds.shard(n_hosts, host)
+    ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed + 1, reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=cfg.seed + 2).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds))
+
+    def parse(record_and_file, seed):
+        record, filename = record_and_file
+        if stats is not None:
+            stats.read.assign_add(1)
+        jpeg, label, _ = records.parse_example(record, filename, cfg.num_classes,
+                                               cfg.label_offset)
+        return train_image(jpeg, cfg.image_size, seed), label
+
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cfg.skip_bad:
+        ds = ds.ignore_errors(log_warning=True)
+    if stats is not None:
+        ds = ds.map(lambda i, lab: _count(stats, i, lab))
+    ds = ds.batch(_per_replica_batch(global_batch, input_context), drop_remainder=True)
+    return ds.prefetch(PREFETCH_BATCHES)
+
+
+def _count(stats, image, label):
+    stats.decoded.assign_add(1)
+    return image, label
+
+
+def eval_steps(file_counts, global_batch: int, num_hosts: int = 1) -> int:
+    """Steps that cover every example once when each host reads ``files[host::num_hosts]``
+    (or records ``host::num_hosts`` when there are fewer files than hosts)."""
+    if num_hosts > 1 and len(file_counts) >= num_hosts:
+        per_host = [sum(file_counts[h::num_hosts]) for h in range(num_hosts)]
+    else:
+        total = sum(file_counts)
+        per_host = [len(range(h, total, num_hosts)) for h in range(num_hosts)]
+    host_batch = global_batch // num_hosts
+    return max(math.ceil(c / host_batch) for c in per_host) if per_host else 0
+
+
+def eval_dataset(cfg: InputConfig, global_batch: int, input_context=None,
+                 file_counts=None) -> tf.data.Dataset:
+    """Finite batches of dicts ``image`` (uint8), ``label`` (int32), ``mask`` (1 real, 0 pad),
+    ``key`` (string, '' for padding): every example of the files exactly once across hosts, and
+    the same number of batches on every host. ``file_counts``: records per file, if known (else
+    the files are counted)."""
+    all_files = records.list_files(cfg.file_pattern)
+    counts = list(file_counts) if file_counts is not None else records.count_records(all_files)
+    n_hosts, host = _context_fields(input_context)
+    steps = eval_steps(counts, global_batch, n_hosts)
+    files, shard_records = _host_files(all_files, n_hosts, host)
+    ds = records.records_with_filenames(tf.data.Dataset.from_tensor_slices(files),
+                                        cycle_length=1)
+    if shard_records:
+        ds = ds.shard(n_hosts, host)
+
+    def parse(record, filename):
+        jpeg, label, key = records.parse_example(record, filename, cfg.num_classes,
+                                                 cfg.label_offset)
+        return {"image": eval_image(jpeg, cfg.image_size), "label": label,
+                "mask": tf.constant(1, tf.int32), "key": key}
+
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    s = cfg.image_size
+    pad = tf.data.Dataset.from_tensors({
+        "image": tf.zeros((s, s, 3), tf.uint8), "label": tf.constant(0, tf.int32),
+        "mask": tf.constant(0, tf.int32), "key": tf.constant("")}).repeat()
+    host_examples = steps * (global_batch // n_hosts)
+    ds = ds.concatenate(pad).take(host_examples)
+    return ds.batch(_per_replica_batch(global_batch, input_context),
+                    drop_remainder=True).prefetch(PREFETCH_BATCHES)
+
+
+def fake_dataset(image_size: int, num_classes: int, global_batch: int, input_context=None,
+                 seed: int = 0) -> tf.data.Dataset:
+    """Endless identical random uint8 batches (no I/O), for compute-only benchmarks."""
+    b = _per_replica_batch(global_batch, input_context)
+    g = tf.random.Generator.from_seed(seed)
+    images = tf.cast(g.uniform((b, image_size, image_size, 3), 0, 256, tf.int32), tf.uint8)
+    labels = g.uniform((b,), 0, num_classes, tf.int32)
+    return tf.data.Dataset.from_tensors((images, labels)).repeat()
+
+
+def checked(iterator, files, num_classes: int, label_offset: int = records.LABEL_OFFSET):
+    """Yields from ``iterator``; a TF input error becomes ``InputError`` naming the file and
+    record (the files are scanned to find it)."""
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.OpError as e:
+            msg = e.message
+            if "outside the declared range" in msg:
+                detail = msg.splitlines()[0].split("assertion failed: ")[-1]
+                detail = detail.replace("] [", " ").strip("[]")
+                raise records.InputError(f"bad label: {detail}") from e
+            where = records.find_bad_record(files, num_classes, label_offset)
+            raise records.InputError(f"bad input in {where or 'the input files'} "
+                                     f"(while reading: {msg.splitlines()[0]})") from e

@@ -1,0 +1,102 @@
+"""The TFRecord layout of ``imagenet_to_gcs.py`` (the de-facto Cloud TPU ImageNet format).
+
+Shards ``train-00000-of-01024`` ... and ``validation-00000-of-00128``; each record is a
+``tf.train.Example`` with ``image/encoded`` (JPEG bytes), ``image/class/label`` (int64),
+``image/height``, ``image/width``, ``image/format`` and, when written here, ``image/key``.
+
+**Label convention.** Files store labels from 1 (``image/class/label`` in 1..1000 for ImageNet,
+as imagenet_to_gcs writes them); everything in tpu_convrnn past the parser is 0-based
+(0..num_classes-1), as TFDS is. The conversion happens once, in ``parse_example``
+(``label_offset=1``). Writers in this package (embedded dataset, folder converter) follow the same
+1-based file convention, so every dataset goes through one code path.
+
+Paths may be local or ``gs://`` (``tf.io.gfile``).
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+LABEL_OFFSET = 1  # files: 1..num_classes; in memory: 0..num_classes-1
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+    return f"{split}-{index:05d}-of-{num_shards:05d}"
+
+
+def list_files(pattern: str) -> list[str]:
+    """Sorted files matching ``pattern`` (local or gs://); ValueError naming the pattern if
+    there are none."""
+    try:
+        files = sorted(tf.io.gfile.glob(pattern))
+    except tf.errors.OpError as e:
+        raise ValueError(f"cannot list file pattern {pattern!r}: {e.message}") from e
+    if not files:
+        raise ValueError(f"file pattern {pattern!r} matches no files")
+    return files
+
+
+def encode_example(jpeg: bytes, label: int, height: int, width: int, key: str = "") -> bytes:
+    """A serialized Example in the imagenet_to_gcs layout; ``label`` as stored (1-based)."""
+    def b(v):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+    def i(v):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
+    feats = {"image/encoded": b(jpeg), "image/class/label": i(int(label)),
+             "image/height": i(int(height)), "image/width": i(int(width)),
+             "image/format": b(b"JPEG"), "image/key": b(key.encode())}
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+
+FEATURES = {
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+    "image/key": tf.io.FixedLenFeature([], tf.string, default_value=""),
+}
+
+
+def parse_example(record, filename, num_classes: int, label_offset: int = LABEL_OFFSET):
+    """(jpeg bytes, 0-based int32 label, key) of one record; a label outside
+    [label_offset, label_offset + num_classes) fails with the file's name in the message."""
+    parsed = tf.io.parse_single_example(record, FEATURES)
+    label = tf.cast(parsed["image/class/label"], tf.int32) - label_offset
+    ok = tf.logical_and(label >= 0, label < num_classes)
+    check = tf.debugging.Assert(ok, [
+        "label", label + label_offset, "outside the declared range", label_offset, "..",
+        label_offset + num_classes - 1, "in file", filename], summarize=1)
+    with tf.control_dependencies([check]):
+        label = tf.identity(label)
+    return parsed["image/encoded"], label, parsed["image/key"]
+
+
+def records_with_filenames(files, cycle_length: int = 8, deterministic: bool = True):
+    """Interleaved (record, filename) pairs from a dataset of file names."""
+    return files.interleave(
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=8 << 20).map(lambda r: (r, f)),
+        cycle_length=cycle_length, block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic)
+
+
+def count_records(files) -> list[int]:
+    """Number of records in each file (reads the files, no decoding)."""
+    return [int(tf.data.TFRecordDataset(f).reduce(0, lambda n, _: n + 1)) for f in files]
+
+
+def find_bad_record(files, num_classes: int, label_offset: int = LABEL_OFFSET):
+    """Scans ``files`` eagerly and returns a description of the first corrupt record,
+    undecodable image or out-of-range label, or None. Used to turn an opaque input error into
+    one that names the file."""
+    for f in files:
+        position = 0  # 0-based index of the record being read
+        try:
+            for record in tf.data.TFRecordDataset(f):
+                jpeg, label, _ = parse_example(record, f, num_classes, label_offset)
+                tf.io.decode_image(jpeg, channels=3, expand_animations=False)
+                position += 1
+        except tf.errors.OpError as e:
+            return f"file {f!r}, record {position} (0-based): {e.message.splitlines()[0]}"
+    return None
+
+
+class InputError(ValueError):
+    """Bad input data, with the file (and record) named."""
