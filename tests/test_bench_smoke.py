@@ -1,0 +1,23 @@
+"""Benchmarks run end to end at a tiny size (figures are printed, never asserted)."""
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_input_pipeline_benchmark_runs():
+    proc = subprocess.run([sys.executable, "bench/input_pipeline.py", "--images", "16",
+                           "--batch", "4", "--batches", "1", "--size", "32"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ratio pipeline / baseline:" in proc.stdout
+
+
+def test_train_step_benchmark_runs():
+    proc = subprocess.run([sys.executable, "bench/train_step.py", "--model=rgc_intermediate",
+                           "--baseline=rgc_intermediate_scaffold", "--image_size=32",
+                           "--times=12", "--batch=2", "--steps=1", "--repeats=1", "--warmup=0"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "images/s" in proc.stdout and "recurrence_overhead =" in proc.stdout

@@ -1,0 +1,54 @@
+"""FLOP counting (tpu_convrnn/flops.py) against hand-computed counts."""
+import numpy as np
+import pytest
+
+import tpu_convrnn
+from tpu_convrnn.flops import count_flops, reaching_steps
+from tpu_convrnn.graph import ConvRNN
+
+CONV = 2 * 8 * 8 * (3 * 3 * 3) * 4   # 3x3 conv, 3 -> 4 channels, 8x8 output
+FC = 2 * 4 * 7                       # fc 4 -> 7 after global average pooling
+
+
+def tiny(memory):
+    nodes = [{"name": "conv1", "pre": [{"op": "conv", "filters": 4, "kernel_size": 3}],
+              "memory": memory},
+             {"name": "out", "pre": ["gap", {"op": "fc", "units": 7}]}]
+    return ConvRNN(nodes, [["conv1", "out"]], times=3, image_size=8)
+
+
+@pytest.mark.parametrize("memory,reaching_conv_steps", [(None, 1), ({"kind": "time_decay"}, 2)])
+def test_counts_and_loss_reaching_work(memory, reaching_conv_steps):
+    f = count_flops(tiny(memory))
+    assert f["per_node_step"] == {"conv1": CONV, "out": FC}
+    assert f["forward_executed"] == 3 * CONV + FC        # readout only in its window (t = 2)
+    # without memory only conv1 at t=1 feeds the readout at t=2; with a cell t=0 does too
+    assert f["forward_to_loss"] == reaching_conv_steps * CONV + FC
+    assert f["train_step"] == 3 * f["forward_to_loss"]
+
+
+def test_separable_and_depthwise_counted():
+    cell = {"kind": "median_reciprocal_gated", "cell_depth": 2}
+    model = ConvRNN([{"name": "c", "pre": [{"op": "conv", "filters": 4, "kernel_size": 1}],
+                      "memory": cell},
+                     {"name": "out", "pre": ["gap", {"op": "fc", "units": 3}]}],
+                    [["c", "out"]], times=2, image_size=4)
+    hw = 16
+    pre = 2 * hw * 3 * 4
+    in_cell = 2 * hw * (2 * 2 * 4) * 2            # 2x2 conv 4 -> 2
+    in_out = 2 * hw * (3 * 3 * 4) * 4             # 3x3 conv 4 -> 4
+    proj = 2 * hw * 3 * 4                         # residual projection 3 -> 4
+    ds = (lambda c_in, c_out: 2 * hw * 49 * c_in + 2 * hw * c_in * c_out)
+    cell_flops = in_cell + in_out + proj + ds(2, 2) + ds(4, 2) + ds(4, 4) + ds(2, 4)
+    assert count_flops(model)["per_node_step"]["c"] == pre + cell_flops
+
+
+def test_rgc_intermediate_feedback_reaches_through_time():
+    model = tpu_convrnn.build_model("rgc_intermediate", image_size=32)
+    reach = reaching_steps(model)
+    assert reach["imnetds"] == {16}
+    assert max(reach["conv1"]) == 16 - 10  # ten edges from conv1 to the readout
+    assert reach["conv10"] == set(range(16))  # a cell: every earlier step can still matter
+    f = count_flops(model)
+    assert 0 < f["forward_to_loss"] < f["forward_executed"]
+    assert np.isclose(f["train_step"], 3 * f["forward_to_loss"])

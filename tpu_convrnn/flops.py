@@ -1,0 +1,119 @@
+"""Model FLOPs of an unrolled ConvRNN, counted from its own layers' shapes.
+
+Each node is run once (batch 1, zero inputs) with the convolution and matrix ops counted:
+conv ``2 * H_out * W_out * k_h * k_w * C_in * C_out``, depthwise ``2 * H * W * k_h * k_w * C``,
+separable = depthwise + pointwise, matmul ``2 * M * K * N``. Elementwise work (activations,
+gates, pools, the harbor's resize) is not counted, as usual for MFU.
+
+Over the unroll every node runs at every step, but only part of that work can reach the
+readout window ``[start, T)``: node ``n`` at step ``t`` feeds its targets at ``t + 1`` and, if it
+has a cell, itself at ``t + 1``. ``count_flops`` walks this time-unrolled graph backwards from
+the readout steps and reports both the executed and the loss-reaching forward FLOPs; a training
+step is taken as 3x the loss-reaching forward FLOPs (XLA prunes the rest).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+from keras import ops
+from keras.src import ops as src_ops
+
+
+@contextlib.contextmanager
+def _counting(counter):
+    originals = {k: getattr(src_ops, k) for k in ("conv", "depthwise_conv", "separable_conv",
+                                                  "matmul")}
+
+    def conv(x, kernel, *a, **kw):
+        y = originals["conv"](x, kernel, *a, **kw)
+        k = kernel.shape
+        counter[0] += 2 * int(np.prod(y.shape[1:3])) * k[0] * k[1] * k[2] * k[3]
+        return y
+
+    def depthwise_conv(x, kernel, *a, **kw):
+        y = originals["depthwise_conv"](x, kernel, *a, **kw)
+        counter[0] += 2 * int(np.prod(y.shape[1:])) * kernel.shape[0] * kernel.shape[1]
+        return y
+
+    def separable_conv(x, dk, pk, *a, **kw):
+        y = originals["separable_conv"](x, dk, pk, *a, **kw)
+        hw = int(np.prod(y.shape[1:3]))
+        counter[0] += 2 * hw * dk.shape[0] * dk.shape[1] * dk.shape[2] * dk.shape[3]
+        counter[0] += 2 * hw * pk.shape[2] * pk.shape[3]
+        return y
+
+    def matmul(a, b):
+        y = originals["matmul"](a, b)
+        counter[0] += 2 * int(np.prod(a.shape[1:])) * int(b.shape[-1])
+        return y
+
+    for k, fn in (("conv", conv), ("depthwise_conv", depthwise_conv),
+                  ("separable_conv", separable_conv), ("matmul", matmul)):
+        setattr(src_ops, k, fn)
+    try:
+        yield
+    finally:
+        for k, fn in originals.items():
+            setattr(src_ops, k, fn)
+
+
+def node_flops(model) -> dict:
+    """Forward FLOPs of one step of each node, per image."""
+    out = {}
+    for n in model.node_names:
+        node = model.graph_nodes[n]
+        ff = model.ff_source[n]
+        x_shape = (1, model.image_size, model.image_size, 3) if ff is None else \
+            (1,) + tuple(model.output_shapes[ff][1:])
+        x = ops.zeros(x_shape)
+        others = [ops.zeros((1,) + tuple(model.output_shapes[s][1:]))
+                  for s in model.other_sources[n]]
+        counter = [0]
+        with _counting(counter):
+            node(x, others, node.get_initial_state(1))
+        out[n] = counter[0]
+    return out
+
+
+def reaching_steps(model) -> dict:
+    """{node: set of steps t whose output can reach the readout window}."""
+    start, stop = model.window
+    targets = {n: [] for n in model.node_names}
+    for n in model.node_names:
+        for src in [model.ff_source[n]] + list(model.other_sources[n]):
+            if src is not None:
+                targets[src].append(n)
+    reach = {n: set() for n in model.node_names}
+    reach[model.readout_name] = set(range(start, stop))
+    for t in range(stop - 2, -1, -1):
+        for n in model.node_names:
+            nxt = list(targets[n])
+            if model.graph_nodes[n].cell is not None:
+                nxt.append(n)
+            if any(t + 1 in reach[m] for m in nxt):
+                reach[n].add(t)
+    return reach
+
+
+def count_flops(model) -> dict:
+    """Per-image FLOPs: ``forward_executed`` (every node at every step, the readout in its
+    window), ``forward_to_loss`` (only work that can reach the readout window),
+    ``train_step`` (3 x forward_to_loss), and ``per_node_step``."""
+    per = node_flops(model)
+    reach = reaching_steps(model)
+    start, stop = model.window
+    executed = sum(per[n] * (stop - start if n == model.readout_name else model.times)
+                   for n in model.node_names)
+    reaching = sum(per[n] * len(reach[n]) for n in model.node_names)
+    return {"forward_executed": executed, "forward_to_loss": reaching,
+            "train_step": 3 * reaching, "per_node_step": per}
+
+
+def count_call_flops(fn, *args) -> int:
+    """FLOPs of the conv/matmul ops that ``fn(*args)`` runs (e.g. one forward of a Keras
+    application)."""
+    counter = [0]
+    with _counting(counter):
+        fn(*args)
+    return counter[0]
