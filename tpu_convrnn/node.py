@@ -172,9 +172,8 @@ class Node(keras.layers.Layer):
         shape = x_shape
         if others and not self.feedback_to_cell:
             shape = x_shape[:3] + (int(x_shape[3]) + fb_depth,)
-        self.harbor_shape = shape
         self._pre = []
-        for i, op in enumerate(self.pre_config):
+        for op in self.pre_config:
             fn, shape = self._make_op(op, shape, "pre", x_shape)
             self._pre.append(fn)
         if self.cell is not None:
@@ -182,9 +181,10 @@ class Node(keras.layers.Layer):
                 raise ValueError(f"node '{self.name}': the cell needs a [N, H, W, C] drive, the "
                                  f"pre-memory ops give {shape}")
             f_shape = shape[:3] + (fb_depth,) if self.feedback_to_cell else None
-            self.cell.build(shape, inputs_shape=shape[:3] + (x_shape[3],),
-                            feedback_shape=f_shape) if x_shape[1:3] == shape[1:3] else \
-                self.cell.build(shape, feedback_shape=f_shape)
+            # The layer input x reaches the cell (residual/bypass paths) when the pre-memory
+            # ops keep its spatial size, as in every released graph.
+            x_for_cell = shape[:3] + (x_shape[3],) if x_shape[1:3] == shape[1:3] else None
+            self.cell.build(shape, inputs_shape=x_for_cell, feedback_shape=f_shape)
             shape = shape[:3] + (self.cell.output_depth,)
         self._post = []
         for op in self.post_config:
