@@ -31,9 +31,10 @@ def _first_step(model, layer):
 
 
 def extract_features(model, images, layers=None, original_window: bool = False,
-                     batch_size: int | None = None) -> dict:
+                     batch_size: int | None = None, progress=None) -> dict:
     """{layer: np.ndarray [T, N, ...]} for the chosen ``layers`` (default: all of
-    ``feature_layers(model)``), computed in batches of ``batch_size`` images (default: all)."""
+    ``feature_layers(model)``), computed in batches of ``batch_size`` images (default: all);
+    ``progress.update(n)`` is called after each batch when given."""
     names = feature_layers(model)
     layers = list(names if layers is None else layers)
     unknown = [la for la in layers if la not in names]
@@ -48,24 +49,12 @@ def extract_features(model, images, layers=None, original_window: bool = False,
         for la in layers:
             chunks[la].append(np.stack([ops.convert_to_numpy(ops.cast(t, "float32"))
                                         for t in out[la]]))
+        if progress is not None:
+            progress.update(len(images[start:start + step]))
     result = {la: np.concatenate(chunks[la], axis=1) for la in layers}
     if original_window:
         result = {la: v[_first_step(model, la):] for la, v in result.items()}
     return result
-
-
-def run_features(model, images, ids, layers=None, batch_size: int = 16,
-                 original_window: bool = False, progress=None) -> dict:
-    """``extract_features`` over ``images`` in batches, updating ``progress`` per batch."""
-    out = {}
-    for start in range(0, len(images), batch_size):
-        part = extract_features(model, images[start:start + batch_size], layers,
-                                original_window=original_window)
-        for k, v in part.items():
-            out.setdefault(k, []).append(v)
-        if progress is not None:
-            progress.update(len(images[start:start + batch_size]))
-    return {k: np.concatenate(v, axis=1) for k, v in out.items()}
 
 
 def write_features(path: str, feats: dict, ids, step_ms: float = 10.0) -> list[str]:

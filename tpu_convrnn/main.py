@@ -86,7 +86,7 @@ def run_mode(mode):
               f"{'never' if model.image_off is None else model.image_off}, readout "
               f"'{model.readout.kind}' over steps [{model.window[0]}, {model.window[1]}).")
         return 0
-    from tpu_convrnn.features import run_features, write_features
+    from tpu_convrnn.features import extract_features, write_features
     from tpu_convrnn.progress import Progress
     from tpu_convrnn.stimuli import load_stimuli
     if not FLAGS.stimuli:
@@ -96,8 +96,8 @@ def run_mode(mode):
         load_into(model, FLAGS.checkpoint)
     images, ids = load_stimuli(FLAGS.stimuli, size=model.image_size)
     with Progress(len(images), "features") as bar:
-        feats = run_features(model, images, ids, FLAGS.layers, FLAGS.batch_size,
-                             FLAGS.original_window, bar)
+        feats = extract_features(model, images, FLAGS.layers, FLAGS.original_window,
+                                 FLAGS.batch_size, bar)
     for path in write_features(FLAGS.output, feats, ids):
         print(f"wrote {path}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in feats.items()))
     return 0
