@@ -51,7 +51,8 @@ class ConvRNN(keras.Model):
                  image_size=224, window=None, normalize=True, remat=False, **kwargs):
         super().__init__(**kwargs)
         self.nodes_config = copy.deepcopy(list(nodes))
-        self.edges_config = [list(e) for e in _edge_pairs(edges)]
+        pairs = _edge_pairs(edges)
+        self.edges_config = [list(e) for e in pairs]
         self.times = int(times)
         self.image_off = None if image_off is None else int(image_off)
         self.readout_config = dict(readout or {"kind": "last"})
@@ -76,7 +77,7 @@ class ConvRNN(keras.Model):
                              f"(nodes: {', '.join(names)})")
         index = {n: i for i, n in enumerate(names)}
         sources = {n: [] for n in names}
-        for src, dst in _edge_pairs(edges):
+        for src, dst in pairs:
             for end in (src, dst):
                 if end not in index:
                     raise ValueError(f"edge {src} -> {dst}: unknown node {end!r} "
@@ -99,7 +100,7 @@ class ConvRNN(keras.Model):
                 ff = max(earlier, key=index.get)
             self.ff_source[n] = ff
             self.other_sources[n] = sorted(s for s in sources[n] if s != ff)
-        self.successors = {n: [d for s, d in _edge_pairs(edges) if s == n] for n in names}
+        self.successors = {n: [d for s, d in pairs if s == n] for n in names}
         self.graph_nodes = {}
         for spec in self.nodes_config:
             kw = {k: v for k, v in spec.items() if k != "name"}
