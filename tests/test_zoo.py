@@ -90,3 +90,31 @@ def test_override_errors(kwargs, match):
 def test_unknown_model_lists_the_names():
     with pytest.raises(ValueError, match="unknown model 'rgc_large'.*rgc_shallow"):
         zoo.released_graph("rgc_large")
+
+
+def test_width_and_num_classes_follow_the_closed_form():
+    # shallow_base (spec §3.1) at half width with a 10-way readout, counted by hand:
+    # conv k*k*c_in*c_out + c_out per layer; the readout conv is 2x2 over 256 channels.
+    def conv(k, cin, cout):
+        return k * k * cin * cout + cout
+    expected = (conv(7, 3, 32) + conv(3, 32, 64) + conv(3, 64, 128) + conv(3, 128, 128)
+                + conv(3, 128, 256) + conv(2, 256, 10))
+    model = build_model("shallow_base", width=0.5, num_classes=10, image_size=96)
+    assert model.count_params() == expected
+    assert model.num_classes == 10
+
+
+def test_width_scales_cell_depths():
+    cfg = zoo.graph_config("simplernn_shallow", width=0.25)
+    conv3 = [n for n in cfg["nodes"] if n["name"] == "conv3"][0]
+    assert conv3["pre"][0]["filters"] == 64 and conv3["memory"]["depth"] == 32
+    assert cfg["nodes"][-1]["pre"][0]["filters"] == 1000  # the readout keeps its classes
+    with pytest.raises(ValueError, match="width: expected a positive"):
+        zoo.graph_config("rgc_shallow", width=0)
+
+
+def test_grow_image_size_finds_the_smallest_size_the_graph_takes():
+    # shallow: conv1 stride 2 and five SAME 2x2 pools give ceil(s / 64); the readout's 2x2
+    # valid conv needs >= 2, so s >= 65: the first multiple of 8 is 72.
+    assert build_model("shallow_base", image_size=32, grow_image_size=True).image_size == 72
+    assert build_model("shallow_base", image_size=96, grow_image_size=True).image_size == 96

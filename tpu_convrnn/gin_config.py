@@ -5,15 +5,29 @@ Configurable names:
 * ``model``: ``tpu_convrnn.models.build_model`` (``model.base``, ``model.cells``,
   ``model.depths``, ``model.add_edges``, ``model.remove_edges``, ``model.presentation``,
   ``model.times``, ``model.image_off``, ``model.readout``, ``model.image_size``,
-  ``model.dtype``, ``model.remat``).
+  ``model.width``, ``model.num_classes``, ``model.dtype``, ``model.remat``);
+* ``train``: ``tpu_convrnn.train.TrainConfig`` (batch, schedule, optimizer, loss, checkpoints);
+* ``data``: ``tpu_convrnn.data.sources.DataConfig`` (source, file patterns, classes).
 """
 import gin
 
 from tpu_convrnn import models
+from tpu_convrnn.data.sources import DataConfig
+from tpu_convrnn.train import TrainConfig
 
 model = gin.external_configurable(models.build_model, "model")
+train = gin.external_configurable(TrainConfig, "train")
+data = gin.external_configurable(DataConfig, "data")
 
 
 def configured_model():
     """The model the parsed gin config describes."""
     return model()
+
+
+def configured_train() -> TrainConfig:
+    return train()
+
+
+def configured_data() -> DataConfig:
+    return data()

@@ -43,6 +43,60 @@ def _edge_pairs(edges):
     return pairs
 
 
+def parse_graph(nodes, pairs):
+    """(node names, feedforward source per node, other sources per node); errors name the
+    node or edge."""
+    names = []
+    for spec in nodes:
+        if not isinstance(spec, dict) or "name" not in spec:
+            raise ValueError(f"node {spec!r}: expected a dict with a 'name'")
+        if spec["name"] in names:
+            raise ValueError(f"duplicate node name {spec['name']!r}")
+        names.append(spec["name"])
+    if not names:
+        raise ValueError("the graph has no nodes (and so no readout)")
+    index = {n: i for i, n in enumerate(names)}
+    sources = {n: [] for n in names}
+    for src, dst in pairs:
+        for end in (src, dst):
+            if end not in index:
+                raise ValueError(f"edge {src} -> {dst}: unknown node {end!r} "
+                                 f"(nodes: {', '.join(names)})")
+        if src == dst:
+            raise ValueError(f"edge {src} -> {dst}: a node cannot feed itself (its memory is "
+                             "its self-recurrence)")
+        if src in sources[dst]:
+            raise ValueError(f"edge {src} -> {dst} is listed twice")
+        sources[dst].append(src)
+    ff_source, other_sources = {}, {}
+    for n in names:
+        earlier = [s for s in sources[n] if index[s] < index[n]]
+        if n == names[0]:
+            ff = None
+        elif not earlier:
+            raise ValueError(f"node {n!r} has no feedforward input: add an edge from an "
+                             "earlier node")
+        else:
+            ff = max(earlier, key=index.get)
+        ff_source[n] = ff
+        other_sources[n] = sorted(s for s in sources[n] if s != ff)
+    return names, ff_source, other_sources
+
+
+def feedforward_shapes(nodes, edges, image_size):
+    """Output shape of every node for ``image_size`` images, without building any weights
+    (ValueError, naming the node and op, if the graph cannot take that size)."""
+    names, ff_source, _ = parse_graph(nodes, _edge_pairs(edges))
+    shapes = {}
+    for spec in nodes:
+        kw = {k: v for k, v in spec.items() if k != "name"}
+        node = Node(name=spec["name"], **kw)
+        ff = ff_source[spec["name"]]
+        x = (None, image_size, image_size, 3) if ff is None else shapes[ff]
+        shapes[spec["name"]] = node.infer_output_shape(x)
+    return shapes
+
+
 @keras.saving.register_keras_serializable(package="tpu_convrnn")
 class ConvRNN(keras.Model):
     """A ConvRNN unrolled for a fixed number of steps ``times`` (static Python loop)."""
@@ -61,45 +115,12 @@ class ConvRNN(keras.Model):
         self.remat = bool(remat)
         if self.times < 1:
             raise ValueError(f"times: expected a positive number of steps, got {times}")
-        names = []
-        for spec in self.nodes_config:
-            if not isinstance(spec, dict) or "name" not in spec:
-                raise ValueError(f"node {spec!r}: expected a dict with a 'name'")
-            if spec["name"] in names:
-                raise ValueError(f"duplicate node name {spec['name']!r}")
-            names.append(spec["name"])
-        if not names:
-            raise ValueError("the graph has no nodes (and so no readout)")
+        names, self.ff_source, self.other_sources = parse_graph(self.nodes_config, pairs)
         self.node_names = names
         self.readout_name = readout_node or names[-1]
         if self.readout_name not in names:
             raise ValueError(f"readout node {self.readout_name!r} is not a node of the graph "
                              f"(nodes: {', '.join(names)})")
-        index = {n: i for i, n in enumerate(names)}
-        sources = {n: [] for n in names}
-        for src, dst in pairs:
-            for end in (src, dst):
-                if end not in index:
-                    raise ValueError(f"edge {src} -> {dst}: unknown node {end!r} "
-                                     f"(nodes: {', '.join(names)})")
-            if src == dst:
-                raise ValueError(f"edge {src} -> {dst}: a node cannot feed itself (its memory is "
-                                 "its self-recurrence)")
-            if src in sources[dst]:
-                raise ValueError(f"edge {src} -> {dst} is listed twice")
-            sources[dst].append(src)
-        self.ff_source, self.other_sources = {}, {}
-        for n in names:
-            earlier = [s for s in sources[n] if index[s] < index[n]]
-            if n == names[0]:
-                ff = None
-            elif not earlier:
-                raise ValueError(f"node {n!r} has no feedforward input: add an edge from an "
-                                 "earlier node")
-            else:
-                ff = max(earlier, key=index.get)
-            self.ff_source[n] = ff
-            self.other_sources[n] = sorted(s for s in sources[n] if s != ff)
         self.successors = {n: [d for s, d in pairs if s == n] for n in names}
         self.graph_nodes = {}
         for spec in self.nodes_config:

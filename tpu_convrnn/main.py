@@ -1,12 +1,18 @@
 """tpu_convrnn's command line.
 
+    python -m tpu_convrnn.main --gin_file=gin/reciprocal.gin --gin_file=gin/local.gin \
+        --mode=train_and_eval --model_dir=runs/local          # CPU, embedded dataset
+    python -m tpu_convrnn.main --gin_file=gin/reciprocal.gin --tpu=local \
+        --gin_param="data.train_pattern='gs://b/imagenet/train-*'" ... --model_dir=gs://b/run
     python -m tpu_convrnn.main --gin_file=gin/models/rgc_intermediate.gin --mode=summary
     python -m tpu_convrnn.main --gin_file=gin/models/rgc_shallow.gin --mode=features \
         --checkpoint=rgc_shallow.keras --stimuli=stimuli/ --layers=conv3,conv4,conv5 \
         --output=features.npz
 
-gin configures the model (``model.base``, ``model.cells``, ``model.times``, ...: see
-``tpu_convrnn.models.build_model`` and ``zoo.graph_config``); flags choose what to do with it.
+gin configures the model (``model.*``: see ``tpu_convrnn.models.build_model`` and
+``zoo.graph_config``), the recipe (``train.*``: ``tpu_convrnn.train.TrainConfig``) and the data
+(``data.*``: ``tpu_convrnn.data.sources.DataConfig``); flags choose what to do with them.
+A restart with the same --model_dir resumes from its newest checkpoint.
 """
 from __future__ import annotations
 
@@ -17,17 +23,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 from absl import app, flags  # noqa: E402
 
-MODES = ("summary", "features")
+MODES = ("train", "eval", "train_and_eval", "summary", "features")
 
 flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order.")
 flags.DEFINE_multi_string("gin_param", [], "gin binding(s), e.g. \"model.times = 20\", "
                           "applied after the files.")
 flags.DEFINE_multi_string("gin_search_paths", [], "Extra folders for gin include/file lookup "
                           "(the repository root is always searched).")
-flags.DEFINE_enum("mode", "summary", MODES, "summary: print the model and its parameter count; "
+flags.DEFINE_enum("mode", "summary", MODES, "train: train to train.train_steps, resuming from "
+                  "--model_dir; eval: evaluate the newest checkpoint; train_and_eval: evaluate "
+                  "at every checkpoint; summary: print the model and its parameter count; "
                   "features: write per-layer, per-step features of --stimuli to --output.")
-flags.DEFINE_string("model_dir", None, "Output folder (the operative gin config is written "
-                    "there).")
+flags.DEFINE_string("model_dir", None, "Output folder, local or gs:// (checkpoints, "
+                    "TensorBoard summaries, eval/metrics.json, the gin configs).")
+flags.DEFINE_string("tpu", None, "TPU to train on: 'local' (this TPU VM) or a TPU name (pod "
+                    "slice; run the same command on every worker). Default: GPUs if visible, "
+                    "else MultiWorkerMirroredStrategy if TF_CONFIG is set, else the CPU.")
 flags.DEFINE_string("checkpoint", None, "Weights: an original TF1 checkpoint prefix or a "
                     ".keras / .weights.h5 file (features mode).")
 flags.DEFINE_string("stimuli", None, "features mode: a folder of images, a CSV with a 'path' "
@@ -70,10 +81,40 @@ def parse_gin(files, params, search_paths=()):
             raise ValueError(f"in --gin_param {p!r}: {e}") from e
 
 
+def write_configs(model_dir, chief=True):
+    """Writes the full and the operative gin config to the model dir and to TensorBoard."""
+    import gin
+    import tensorflow as tf
+    if not chief:
+        return
+    tf.io.gfile.makedirs(model_dir)
+    texts = {"config.gin": gin.config_str(), "operative_config.gin": gin.operative_config_str()}
+    for name, text in texts.items():
+        with tf.io.gfile.GFile(f"{model_dir}/{name}", "w") as f:
+            f.write(text)
+    with tf.summary.create_file_writer(f"{model_dir}/train").as_default(step=0):
+        for name, text in texts.items():
+            md = "\n".join("    " + line for line in text.splitlines())  # markdown code block
+            tf.summary.text(f"gin/{name.split('.')[0]}", md)
+
+
+def run_training(mode):
+    from tpu_convrnn import gin_config
+    from tpu_convrnn.experiment import run_experiment
+    result = run_experiment(
+        mode, FLAGS.model_dir, gin_config.configured_model, gin_config.configured_data(),
+        gin_config.configured_train(), tpu=FLAGS.tpu,
+        on_start=lambda trainer: write_configs(FLAGS.model_dir, trainer.chief))
+    print(f"{mode}: {result['status']} at step {result['step']}")
+    return 0
+
+
 def run_mode(mode):
     import gin
 
     from tpu_convrnn import gin_config
+    if mode in ("train", "eval", "train_and_eval"):
+        return run_training(mode)
     model = gin_config.configured_model()
     if FLAGS.model_dir:
         os.makedirs(FLAGS.model_dir, exist_ok=True)
@@ -106,12 +147,17 @@ def run_mode(mode):
 def _main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)  # keep TF's INFO lines out of the progress output
     try:
         parse_gin(FLAGS.gin_file, FLAGS.gin_param, FLAGS.gin_search_paths)
         return run_mode(FLAGS.mode)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:  # TrainingDiverged, StrategyError, unreadable checkpoints
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
 
 
 def run():

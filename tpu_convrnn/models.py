@@ -8,24 +8,43 @@ from __future__ import annotations
 import os
 
 from tpu_convrnn import zoo
-from tpu_convrnn.graph import ConvRNN
+from tpu_convrnn.graph import ConvRNN, feedforward_shapes
 
 
 def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edges=(),
                 remove_edges=(), presentation: str = "default", times=None, image_off=None,
                 readout=None, image_size: int = 224, dtype=None, remat: bool = False,
-                name: str | None = None) -> ConvRNN:
+                width: float = 1.0, num_classes: int | None = None,
+                grow_image_size: bool = False, name: str | None = None) -> ConvRNN:
     """A ConvRNN from a released graph (``base``) plus overrides.
 
     ``cells``, ``depths``, ``add_edges``, ``remove_edges``, ``presentation``, ``times``,
-    ``image_off`` and ``readout`` are described in ``zoo.graph_config``. ``image_size`` is the
-    input resolution (224 for the released models), ``dtype`` a Keras dtype policy such as
-    ``"mixed_bfloat16"``, ``remat`` recomputes each node's step in the backward pass.
+    ``image_off``, ``readout``, ``width`` and ``num_classes`` are described in
+    ``zoo.graph_config``. ``image_size`` is the input resolution (224 for the released models),
+    ``dtype`` a Keras dtype policy such as ``"mixed_bfloat16"``, ``remat`` recomputes each
+    node's step in the backward pass. ``grow_image_size``: if the graph cannot take
+    ``image_size`` (e.g. the shallow readout's 2x2 valid conv needs a 2x2 map), use the smallest
+    larger multiple of 8 that it can (for small-image CPU runs of any model).
     """
     cfg = zoo.graph_config(base, cells=cells, depths=depths, add_edges=add_edges,
                            remove_edges=remove_edges, presentation=presentation, times=times,
-                           image_off=image_off, readout=readout)
+                           image_off=image_off, readout=readout, width=width,
+                           num_classes=num_classes)
+    if grow_image_size:
+        image_size = smallest_image_size(cfg, image_size)
     return ConvRNN(**cfg, image_size=image_size, dtype=dtype, remat=remat, name=name or base)
+
+
+def smallest_image_size(cfg: dict, start: int, step: int = 8, limit: int = 1024) -> int:
+    """The smallest size >= ``start`` (then multiples of ``step``) that the graph can take."""
+    for size in [start] + list(range((start // step + 1) * step, limit + 1, step)):
+        try:
+            feedforward_shapes(cfg["nodes"], cfg["edges"], size)
+            return size
+        except ValueError:
+            continue
+    feedforward_shapes(cfg["nodes"], cfg["edges"], start)  # raises the error at ``start``
+    return start
 
 
 def load_model(name: str, checkpoint: str | None = None, **overrides) -> ConvRNN:

@@ -229,8 +229,36 @@ def released_graph(name: str) -> dict:
     return copy.deepcopy(table[name]())
 
 
+def _scale_widths(nodes, width):
+    """Multiplies channel counts of every node but the readout (the last) by ``width``."""
+    if width <= 0:
+        raise ValueError(f"width: expected a positive multiplier, got {width}")
+    if width == 1.0:
+        return
+    for node in nodes[:-1]:
+        for op in node.get("pre", []) + node.get("post", []):
+            if isinstance(op, dict) and op.get("op") == "conv":
+                op["filters"] = max(1, round(op["filters"] * width))
+        memory = node.get("memory")
+        for key in ("depth", "out_depth"):
+            if memory and key in memory:
+                memory[key] = max(1, round(memory[key] * width))
+
+
+def _set_classes(node, num_classes):
+    """Sets the output units of the readout node's last conv or fc op."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes: expected a positive number, got {num_classes}")
+    ops_ = [op for op in node.get("pre", []) + node.get("post", []) if isinstance(op, dict)
+            and op.get("op") in ("conv", "fc")]
+    if not ops_:
+        raise ValueError(f"num_classes: readout node {node['name']!r} has no conv or fc op")
+    ops_[-1]["filters" if ops_[-1]["op"] == "conv" else "units"] = num_classes
+
+
 def graph_config(base: str, cells=None, depths=None, add_edges=(), remove_edges=(),
-                 presentation="default", times=None, image_off=None, readout=None) -> dict:
+                 presentation="default", times=None, image_off=None, readout=None,
+                 width: float = 1.0, num_classes=None) -> dict:
     """A released graph with overrides, as plain data for ``ConvRNN(**config)``.
 
     * ``cells``: {layer: cell config or None}; a cell config is ``{"kind": ..., **kwargs}``
@@ -241,6 +269,9 @@ def graph_config(base: str, cells=None, depths=None, add_edges=(), remove_edges=
       every step; ``times`` defaults to the model's), ``neural`` (T=26, image off at t=10), or
       pass ``times``/``image_off`` for a custom one (``image_off=None`` with ``times`` = constant).
     * ``readout``: a readout config such as ``{"kind": "max_conf"}``.
+    * ``width``: multiplies every channel count (convs and cell depths) except the readout's,
+      after ``depths``; e.g. 0.25 for quick CPU runs. 1.0 keeps the released graph.
+    * ``num_classes``: output units of the readout node (default: the released 1000).
     """
     cfg = released_graph(base)
     nodes = {n["name"]: n for n in cfg["nodes"]}
@@ -261,6 +292,9 @@ def graph_config(base: str, cells=None, depths=None, add_edges=(), remove_edges=
         for key in ("depth", "out_depth"):
             if memory and key in memory:
                 memory[key] = int(depth)
+    _scale_widths(cfg["nodes"], width)
+    if num_classes is not None:
+        _set_classes(cfg["nodes"][-1], int(num_classes))
     edges = [list(e) for e in cfg["edges"]]
     for e in remove_edges:
         if list(e) not in edges:

