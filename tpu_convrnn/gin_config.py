@@ -31,3 +31,4 @@ def configured_train() -> TrainConfig:
 
 def configured_data() -> DataConfig:
     return data()
+

@@ -53,32 +53,7 @@ flags.DEFINE_boolean("original_window", False, "features mode: return conv_l fro
                      "the original model_func did (default: every step from t=0).")
 FLAGS = flags.FLAGS
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def parse_gin(files, params, search_paths=()):
-    """Parses gin files and bindings; errors name the file (and line) or binding."""
-    import importlib.util  # noqa: F401  (gin-config 0.5 needs it imported before parsing)
-
-    import gin
-
-    from tpu_convrnn import gin_config  # noqa: F401  (registers the configurables)
-    for p in list(search_paths) + [REPO_ROOT, os.getcwd()]:
-        gin.add_config_file_search_path(p)
-    for f in files:
-        if not os.path.exists(f) and not any(os.path.exists(os.path.join(p, f))
-                                             for p in list(search_paths) + [REPO_ROOT]):
-            raise ValueError(f"gin file {f!r} not found (searched the current folder, "
-                             f"{REPO_ROOT} and {list(search_paths)})")
-        try:
-            gin.parse_config_file(f)
-        except Exception as e:  # gin raises ValueError/KeyError/SyntaxError with the location
-            raise ValueError(f"in gin file {f}: {e}") from e
-    for p in params:
-        try:
-            gin.parse_config(p)
-        except Exception as e:
-            raise ValueError(f"in --gin_param {p!r}: {e}") from e
+from tpu_convrnn.gin_files import REPO_ROOT, parse_gin  # noqa: E402,F401  (re-exported)
 
 
 def write_configs(model_dir, chief=True):
