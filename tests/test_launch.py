@@ -164,6 +164,7 @@ def test_local_sh_runs_end_to_end(tmp_path):
     env = dict(os.environ, LOCAL_MODEL_DIR=str(tmp_path), TF_CPP_MIN_LOG_LEVEL="2",
                LOCAL_EXPERIMENT="gin/experiments/timedecay_shallow.gin")
     proc = subprocess.run(["bash", LOCAL_SH, "--gin_param=train.train_steps = 4",
+                           "--gin_param=train.warmup_steps = 0",
                            "--gin_param=train.steps_per_loop = 2",
                            "--gin_param=train.checkpoint_every = 4"],
                           env=env, capture_output=True, text=True, timeout=900)

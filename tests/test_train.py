@@ -189,5 +189,8 @@ def test_cross_entropy_with_label_smoothing_matches_numpy():
 def test_config_errors_name_the_binding():
     with pytest.raises(ValueError, match="train.global_batch = 0"):
         _cfg(global_batch=0).check()
+    with pytest.raises(ValueError, match=r"train.warmup_steps = 20 must lie in \[0, "
+                                         r"train.train_steps = 4\]"):
+        _cfg(warmup_steps=20, train_steps=4).check()
     with pytest.raises(ValueError, match="set at most one"):
         _cfg(clip_value=1.0, clip_norm=1.0).check()

@@ -63,6 +63,9 @@ class TrainConfig:
                      "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} = {getattr(self, name)}: must be positive")
+        if not 0 <= self.warmup_steps <= self.train_steps:
+            raise ValueError(f"train.warmup_steps = {self.warmup_steps} must lie in [0, "
+                             f"train.train_steps = {self.train_steps}]")
         if self.clip_value is not None and self.clip_norm is not None:
             raise ValueError("train.clip_value and train.clip_norm: set at most one")
         if not 0 <= self.label_smoothing < 1:
