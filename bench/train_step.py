@@ -28,7 +28,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tpu_convrnn  # noqa: E402
-from tpu_convrnn.flops import count_call_flops, count_flops  # noqa: E402
+from tpu_convrnn.flops import count_call_flops, count_flops, xla_cost_flops  # noqa: E402
 
 # Dense bf16 peaks (FLOP/s): NVIDIA H100/H200 SXM datasheets; Cloud TPU system architecture.
 PEAKS = {"H100": 989e12, "H200": 989e12, "TPU v4": 275e12, "TPU v5 lite": 197e12,
@@ -160,6 +160,9 @@ def main():
     p.add_argument("--remat", action="store_true", help="recompute each node step in backward")
     p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
                    help="TF backend: jit_compile (default: on for GPU, off on CPU)")
+    p.add_argument("--xla_cost", action="store_true",
+                   help="JAX backend on CPU: print XLA's cost-analysis FLOPs of the forward "
+                   "beside the count (on GPU XLA misses cuDNN convolutions)")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)
@@ -180,6 +183,11 @@ def main():
     print(f"{args.model}: T={model.times}, forward {flops['forward_executed'] / 1e9:.1f} "
           f"GFLOP/img executed, {flops['forward_to_loss'] / 1e9:.1f} reach the loss; "
           f"training step counted as 3x the latter", flush=True)
+    if args.xla_cost:
+        xla = xla_cost_flops(model)
+        print(f"XLA cost analysis of the forward: {xla / 1e9:.2f} GFLOP/img = "
+              f"{xla / flops['forward_to_loss']:.3f} x the counted loss-reaching forward (XLA "
+              "adds elementwise ops and leaves out taps on SAME padding)", flush=True)
     ours = measure(args.model, model, args.batch, args.image_size, flops["train_step"], args,
                    peak)
     if args.baseline:

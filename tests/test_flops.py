@@ -52,3 +52,41 @@ def test_rgc_intermediate_feedback_reaches_through_time():
     f = count_flops(model)
     assert 0 < f["forward_to_loss"] < f["forward_executed"]
     assert np.isclose(f["train_step"], 3 * f["forward_to_loss"])
+
+
+XLA_SCRIPT = r"""
+import json
+from tpu_convrnn.flops import count_flops, xla_cost_flops
+from tpu_convrnn.graph import ConvRNN
+
+def conv(f, padding, name):
+    return {"op": "conv", "filters": f, "kernel_size": 3, "padding": padding, "name": name}
+
+out = {}
+for padding in ("valid", "same"):
+    nodes = [{"name": "conv1", "pre": [conv(16, padding, "pre_0")]},
+             {"name": "conv2", "pre": [conv(32, padding, "pre_0")], "post": ["maxpool"]},
+             {"name": "conv3", "pre": [conv(32, padding, "pre_0")]},
+             {"name": "out", "pre": ["gap", {"op": "fc", "units": 10, "name": "fc"}]}]
+    model = ConvRNN(nodes, [["conv1", "conv2"], ["conv2", "conv3"], ["conv3", "out"]], times=4,
+                    image_size=32, name=padding)
+    out[padding] = [count_flops(model)["forward_to_loss"], xla_cost_flops(model)]
+print(json.dumps(out))
+"""
+
+
+def test_flop_count_agrees_with_xla_cost_analysis_for_valid_convolutions():
+    """XLA's CPU cost analysis (JAX backend, in a subprocess) against the dense count."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", XLA_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    ours, xla = res["valid"]
+    assert ours <= xla <= 1.03 * ours, res  # XLA adds the elementwise ops (bias, pool, gap)
+    ours, xla = res["same"]
+    assert xla < ours, res  # XLA leaves out the taps that fall on SAME padding
