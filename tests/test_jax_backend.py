@@ -1,11 +1,6 @@
 """The same model code runs under Keras' JAX backend (in a subprocess: the backend is fixed at
 import time)."""
-import importlib.util
-import os
-import subprocess
-import sys
-
-import pytest
+from jax_subprocess import needs_jax, run_under_jax
 
 SCRIPT = r"""
 import numpy as np, keras
@@ -19,10 +14,6 @@ print("OK", y.shape, f["conv6"].shape, bool(np.all(np.isfinite(y))))
 """
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+@needs_jax
 def test_model_runs_under_jax():
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                          env=env, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "OK (1, 1000) (12, 1, 2, 2, 256) True" in proc.stdout
+    assert "OK (1, 1000) (12, 1, 2, 2, 256) True" in run_under_jax(SCRIPT, timeout=900)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 
+import keras
 import numpy as np
 from keras import ops
 from keras.src import ops as src_ops
@@ -48,30 +49,41 @@ def _counting(counter):
         counter[0] += 2 * int(np.prod(a.shape[1:])) * int(b.shape[-1])
         return y
 
-    for k, fn in (("conv", conv), ("depthwise_conv", depthwise_conv),
-                  ("separable_conv", separable_conv), ("matmul", matmul)):
-        setattr(src_ops, k, fn)
+    # Keras layers look the ops up in keras.src.ops, the project's layers in keras.ops.
+    for module in (src_ops, ops):
+        for k, fn in (("conv", conv), ("depthwise_conv", depthwise_conv),
+                      ("separable_conv", separable_conv), ("matmul", matmul)):
+            setattr(module, k, fn)
     try:
         yield
     finally:
-        for k, fn in originals.items():
-            setattr(src_ops, k, fn)
+        for module in (src_ops, ops):
+            for k, fn in originals.items():
+                setattr(module, k, fn)
 
 
 def node_flops(model) -> dict:
-    """Forward FLOPs of one step of each node, per image."""
+    """Forward FLOPs of one step of each node, per image. Under the JAX backend the nodes are
+    only traced (``jax.eval_shape``): nothing runs or compiles on the device."""
     out = {}
     for n in model.node_names:
         node = model.graph_nodes[n]
         ff = model.ff_source[n]
         x_shape = (1, model.image_size, model.image_size, 3) if ff is None else \
             (1,) + tuple(model.output_shapes[ff][1:])
-        x = ops.zeros(x_shape)
-        others = [ops.zeros((1,) + tuple(model.output_shapes[s][1:]))
-                  for s in model.other_sources[n]]
+        o_shapes = [(1,) + tuple(model.output_shapes[s][1:]) for s in model.other_sources[n]]
+
+        def run(node=node, x_shape=x_shape, o_shapes=o_shapes):
+            x = ops.zeros(x_shape)
+            node(x, [ops.zeros(s) for s in o_shapes], node.get_initial_state(1))
+            return x
         counter = [0]
         with _counting(counter):
-            node(x, others, node.get_initial_state(1))
+            if keras.backend.backend() == "jax":
+                import jax
+                jax.eval_shape(run)
+            else:
+                run()
         out[n] = counter[0]
     return out
 
@@ -125,7 +137,6 @@ def xla_cost_flops(model, batch: int = 1) -> float:
     that reaches the output (like ``forward_to_loss``), adds elementwise ops, and leaves out
     kernel taps that fall on SAME padding, so it agrees with the dense count for VALID
     convolutions and is lower for SAME ones."""
-    import keras
     if keras.backend.backend() != "jax":
         raise ValueError("xla_cost_flops needs KERAS_BACKEND=jax")
     import jax
