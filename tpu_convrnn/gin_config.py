@@ -5,7 +5,8 @@ Configurable names:
 * ``model``: ``tpu_convrnn.models.build_model`` (``model.base``, ``model.cells``,
   ``model.depths``, ``model.add_edges``, ``model.remove_edges``, ``model.presentation``,
   ``model.times``, ``model.image_off``, ``model.readout``, ``model.image_size``,
-  ``model.width``, ``model.num_classes``, ``model.dtype``, ``model.remat``);
+  ``model.width``, ``model.num_classes``, ``model.dtype``, ``model.remat``,
+  ``model.depthwise``);
 * ``train``: ``tpu_convrnn.train.TrainConfig`` (batch, schedule, optimizer, loss, checkpoints);
 * ``data``: ``tpu_convrnn.data.sources.DataConfig`` (source, file patterns, classes).
 """

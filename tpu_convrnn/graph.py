@@ -102,7 +102,8 @@ class ConvRNN(keras.Model):
     """A ConvRNN unrolled for a fixed number of steps ``times`` (static Python loop)."""
 
     def __init__(self, nodes, edges, times, image_off=None, readout=None, readout_node=None,
-                 image_size=224, window=None, normalize=True, remat=False, **kwargs):
+                 image_size=224, window=None, normalize=True, remat=False, depthwise="auto",
+                 **kwargs):
         super().__init__(**kwargs)
         self.nodes_config = copy.deepcopy(list(nodes))
         pairs = _edge_pairs(edges)
@@ -113,6 +114,7 @@ class ConvRNN(keras.Model):
         self.image_size = int(image_size)
         self.normalize = bool(normalize)
         self.remat = bool(remat)
+        self.depthwise = depthwise
         if self.times < 1:
             raise ValueError(f"times: expected a positive number of steps, got {times}")
         names, self.ff_source, self.other_sources = parse_graph(self.nodes_config, pairs)
@@ -127,7 +129,7 @@ class ConvRNN(keras.Model):
             kw = {k: v for k, v in spec.items() if k != "name"}
             try:
                 self.graph_nodes[spec["name"]] = Node(name=spec["name"], dtype=self.dtype_policy,
-                                                      **kw)
+                                                      depthwise=depthwise, **kw)
             except TypeError as e:
                 raise ValueError(f"node {spec['name']!r}: {e}") from e
         self.readout = Readout(name="readout", dtype=self.dtype_policy, **self.readout_config)
@@ -238,5 +240,6 @@ class ConvRNN(keras.Model):
                 "times": self.times, "image_off": self.image_off, "readout": self.readout_config,
                 "readout_node": self.readout_name, "image_size": self.image_size,
                 "window": self.window, "normalize": self.normalize, "remat": self.remat,
+                "depthwise": self.depthwise,
                 "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
 

@@ -15,7 +15,8 @@ def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edg
                 remove_edges=(), presentation: str = "default", times=None, image_off=None,
                 readout=None, image_size: int = 224, dtype=None, remat: bool = False,
                 width: float = 1.0, num_classes: int | None = None,
-                grow_image_size: bool = False, name: str | None = None) -> ConvRNN:
+                grow_image_size: bool = False, depthwise: str = "auto",
+                name: str | None = None) -> ConvRNN:
     """A ConvRNN from a released graph (``base``) plus overrides.
 
     ``cells``, ``depths``, ``add_edges``, ``remove_edges``, ``presentation``, ``times``,
@@ -24,7 +25,9 @@ def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edg
     ``dtype`` a Keras dtype policy such as ``"mixed_bfloat16"``, ``remat`` recomputes each
     node's step in the backward pass. ``grow_image_size``: if the graph cannot take
     ``image_size`` (e.g. the shallow readout's 2x2 valid conv needs a 2x2 map), use the smallest
-    larger multiple of 8 that it can (for small-image CPU runs of any model).
+    larger multiple of 8 that it can (for small-image CPU runs of any model). ``depthwise``:
+    how the depthwise convolutions' kernel gradient is computed (``tpu_convrnn.depthwise``;
+    the values are the same, only the speed differs).
     """
     cfg = zoo.graph_config(base, cells=cells, depths=depths, add_edges=add_edges,
                            remove_edges=remove_edges, presentation=presentation, times=times,
@@ -32,7 +35,8 @@ def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edg
                            num_classes=num_classes)
     if grow_image_size:
         image_size = smallest_image_size(cfg, image_size)
-    return ConvRNN(**cfg, image_size=image_size, dtype=dtype, remat=remat, name=name or base)
+    return ConvRNN(**cfg, image_size=image_size, dtype=dtype, remat=remat, depthwise=depthwise,
+                   name=name or base)
 
 
 def smallest_image_size(cfg: dict, start: int, step: int = 8, limit: int = 1024) -> int:

@@ -78,8 +78,9 @@ def _op_output_shape(op, shape, where):
 class Node(keras.layers.Layer):
     """A graph node; ``call(x, others, state) -> (output, new_state)`` computes one time step."""
 
-    def __init__(self, pre=(), memory=None, post=(), **kwargs):
+    def __init__(self, pre=(), memory=None, post=(), depthwise="auto", **kwargs):
         super().__init__(**kwargs)
+        self.depthwise = depthwise
         self.pre_config = [_normalize_op(o, f"node '{self.name}' pre") for o in pre]
         self.post_config = [_normalize_op(o, f"node '{self.name}' post") for o in post]
         self.memory_config = copy.deepcopy(memory)
@@ -91,6 +92,7 @@ class Node(keras.layers.Layer):
             cfg = dict(memory)
             kind = cfg.pop("kind")
             cfg.setdefault("name", "cell")
+            cfg.setdefault("depthwise_method", depthwise)
             try:
                 self.cell = cells_lib.make_cell(kind, dtype=self.dtype_policy, **cfg)
             except (TypeError, ValueError) as e:
@@ -240,4 +242,4 @@ class Node(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "pre": self.pre_config, "memory": self.memory_config,
-                "post": self.post_config}
+                "post": self.post_config, "depthwise": self.depthwise}

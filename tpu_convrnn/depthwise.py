@@ -1,0 +1,153 @@
+"""Depthwise convolution (stride 1, TF ``SAME``) whose kernel gradient costs what it should.
+
+XLA computes the kernel gradient of a depthwise convolution as a convolution with
+``batch_group_count = C`` and, on GPU and CPU, rewrites that into a *dense* C x C convolution
+whose off-diagonal blocks are masked away afterwards (``ConvolutionGroupConverter``): C times the
+work, e.g. 161 GFLOP instead of 1.3 for one 7x7 kernel on a 32 x 56 x 56 x 128 map. The median
+reciprocal gated cell has four 7x7 depthwise convolutions per step, so under XLA this hidden work
+exceeds the whole model's.
+
+``depthwise_conv_same(x, kernel, method)`` keeps the forward pass and the input gradient as
+depthwise convolutions and computes the kernel gradient another way:
+
+* ``"native"``: plain ``keras.ops.depthwise_conv`` and automatic differentiation;
+* ``"taps"``: one reduction over the ``k_h * k_w`` shifted copies of the padded input times the
+  upstream gradient, ``dK[i, j, c] = sum_{n,h,w} x_pad[n, h+i, w+j, c] g[n, h, w, c]``
+  (depthwise cost; XLA fuses the shifted reads into the reduction);
+* ``"rows"``: for each kernel row, one batched matrix product over channels
+  ``R[c, x, w] = sum_{n,h} x_pad[n, h+i, x, c] g[n, h, w, c]`` whose diagonals ``x = w + j`` are
+  the kernel row's gradient (``W_pad / k_w`` times the depthwise work, on the matrix units).
+
+All give the same values (tested against ``"native"`` on both backends). Written with
+``keras.ops`` only.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from tpu_convrnn.ops import same_padding
+
+METHODS = ("native", "taps", "rows")
+
+
+def _pads(shape, kernel_shape):
+    return [same_padding(int(shape[1]), int(kernel_shape[0])),
+            same_padding(int(shape[2]), int(kernel_shape[1]))]
+
+
+def _pad(x, pads):
+    return ops.pad(x, [[0, 0], list(pads[0]), list(pads[1]), [0, 0]])
+
+
+def _input_grad(g, kernel, pads):
+    """dx of a SAME depthwise conv: a VALID depthwise conv of g, padded the other way round,
+    with the kernel flipped."""
+    kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
+    back = [(kh - 1 - pads[0][0], kh - 1 - pads[0][1]), (kw - 1 - pads[1][0], kw - 1 - pads[1][1])]
+    flipped = ops.flip(ops.flip(kernel, axis=0), axis=1)
+    return ops.depthwise_conv(_pad(g, back), flipped, strides=1, padding="valid")
+
+
+def _kernel_grad_taps(xp, g, kh, kw):
+    h, w = int(g.shape[1]), int(g.shape[2])
+    g32 = ops.cast(g, "float32")
+    taps = ops.stack([xp[:, i:i + h, j:j + w, :] for i in range(kh) for j in range(kw)], axis=0)
+    dk = ops.sum(ops.cast(taps, "float32") * g32[None], axis=(1, 2, 3))  # [kh * kw, C]
+    return ops.reshape(dk, (kh, kw, int(g.shape[-1]), 1))
+
+
+def _diagonal_selector(wp, w, kw):
+    """S[x, w, j] = 1 where x == w + j."""
+    s = np.zeros((wp, w, kw), np.float32)
+    for j in range(kw):
+        s[np.arange(w) + j, np.arange(w), j] = 1.0
+    return s
+
+
+def _kernel_grad_rows(xp, g, kh, kw):
+    h, w, wp = int(g.shape[1]), int(g.shape[2]), int(xp.shape[2])
+    rows = ops.stack([xp[:, i:i + h] for i in range(kh)], axis=1)  # [N, kh, H, Wp, C]
+    r = ops.einsum("nihxc,nhwc->cixw", rows, g)
+    sel = ops.convert_to_tensor(_diagonal_selector(wp, w, kw), dtype="float32")
+    dk = ops.einsum("cixw,xwj->ijc", ops.cast(r, "float32"), sel)
+    return dk[..., None]
+
+
+_KERNEL_GRADS = {"taps": _kernel_grad_taps, "rows": _kernel_grad_rows}
+
+
+def depthwise_conv_same(x, kernel, method: str = "taps"):
+    """Depthwise conv of NHWC ``x`` with ``kernel`` [k_h, k_w, C, 1], stride 1, TF SAME padding
+    (even kernels pad bottom/right). ``method`` chooses how the kernel gradient is computed (see
+    the module docstring); the values are the same."""
+    if method not in METHODS:
+        raise ValueError(f"depthwise method {method!r}: expected one of {', '.join(METHODS)}")
+    if int(kernel.shape[-1]) != 1:
+        raise ValueError(f"depthwise kernel {tuple(kernel.shape)}: only channel multiplier 1")
+    if method == "native":
+        return ops.depthwise_conv(x, kernel, strides=1, padding="same")
+    pads = _pads(x.shape, kernel.shape)
+    kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
+    kernel_grad = _KERNEL_GRADS[method]
+
+    @ops.custom_gradient
+    def conv(x, kernel):
+        y = ops.depthwise_conv(_pad(x, pads), kernel, strides=1, padding="valid")
+
+        def grad(*args, upstream=None):
+            g = args[0] if upstream is None else upstream
+            dx = _input_grad(g, kernel, pads)
+            dk = kernel_grad(_pad(x, pads), g, kh, kw)
+            return dx, ops.cast(dk, kernel.dtype)
+        return y, grad
+
+    # A variable passed in must be read outside: TF's custom_gradient rejects variable reads.
+    return conv(x, ops.cast(kernel, kernel.dtype))
+
+
+def resolve_method(method: str) -> str:
+    """``"auto"``: ``"rows"`` under Keras' JAX backend on CPU, where XLA rewrites the native
+    kernel gradient into the dense convolution; ``"native"`` elsewhere (XLA on GPU keeps it a
+    cuDNN depthwise convolution, the fastest of the three there: bench/RESULTS.md)."""
+    if method == "auto":
+        if keras.backend.backend() == "jax":
+            import jax
+            if jax.default_backend() == "cpu":
+                return "rows"
+        return "native"
+    if method not in METHODS:
+        raise ValueError(f"depthwise method {method!r}: expected 'auto' or one of "
+                         f"{', '.join(METHODS)}")
+    return method
+
+
+@keras.saving.register_keras_serializable(package="tpu_convrnn")
+class SeparableConv2D(keras.layers.SeparableConv2D):
+    """``keras.layers.SeparableConv2D`` (same weights, names and values; stride 1, SAME,
+    multiplier 1) whose depthwise part is ``depthwise_conv_same(..., depthwise_method)``."""
+
+    def __init__(self, *args, depthwise_method: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        resolve_method(depthwise_method)  # validates
+        self.depthwise_method = depthwise_method
+        if self.padding != "same" or tuple(self.strides) != (1, 1) or \
+                self.depth_multiplier != 1 or tuple(self.dilation_rate) != (1, 1) or \
+                self.data_format != "channels_last":
+            raise ValueError(
+                f"SeparableConv2D layer '{self.name}': only stride 1, SAME padding, depth "
+                f"multiplier 1, no dilation, channels_last; got strides {self.strides}, padding "
+                f"{self.padding!r}, depth_multiplier {self.depth_multiplier}, dilation_rate "
+                f"{self.dilation_rate}, data_format {self.data_format!r}")
+
+    def call(self, inputs):
+        y = depthwise_conv_same(inputs, self.depthwise_kernel,
+                                resolve_method(self.depthwise_method))
+        y = ops.conv(y, self.pointwise_kernel, strides=1, padding="valid")
+        if self.use_bias:
+            y = ops.add(y, self.bias)
+        return self.activation(y) if self.activation is not None else y
+
+    def get_config(self):
+        return {**super().get_config(), "depthwise_method": self.depthwise_method}
