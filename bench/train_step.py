@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import time
 
+PROCESS_START = time.perf_counter()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tpu_convrnn  # noqa: E402
+from tpu_convrnn.depthwise import resolve_method  # noqa: E402
 from tpu_convrnn.flops import count_call_flops, count_flops, xla_cost_flops  # noqa: E402
 
 # Dense bf16 peaks (FLOP/s): NVIDIA H100/H200 SXM datasheets; Cloud TPU system architecture.
@@ -53,9 +56,11 @@ def peak_for(kind):
     return None
 
 
-def make_step(model, lr=0.01, xla=True):
-    """Returns run(x, y) -> loss (blocking) that performs one training step."""
-    opt = keras.optimizers.SGD(lr, momentum=0.9)
+def make_step(model, lr=1e-3, xla=True):
+    """Returns (run(x, y) -> loss (blocking), compile(x, y) -> memory analysis or None) for one
+    training step: SGD with Nesterov momentum and the ImageNet recipe's gradient clipping
+    (gin/recipes/imagenet.gin), so that the loss stays finite from the default initialisation."""
+    opt = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, clipvalue=0.3237)
     opt.build(model.trainable_variables)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if keras.backend.backend() == "jax":
@@ -88,6 +93,7 @@ def make_step(model, lr=0.01, xla=True):
 
         def do_compile(x, y):
             compiled["fn"] = compile_(x, y)
+            return compiled["fn"].memory_analysis(), hlo_op_counts(compiled["fn"].as_text())
         return run, do_compile
 
     import tensorflow as tf
@@ -103,7 +109,16 @@ def make_step(model, lr=0.01, xla=True):
     def do_compile(x, y):
         tf_step.get_concrete_function(tf.TensorSpec(x.shape, x.dtype),
                                       tf.TensorSpec(y.shape, y.dtype))
+        return None, None
     return (lambda x, y: float(tf_step(x, y))), do_compile
+
+
+def hlo_op_counts(text):
+    """Convolutions (XLA ``convolution`` or cuDNN custom calls) and fusions (kernels XLA
+    generates) in an optimized HLO module: each is at least one launch per step."""
+    convs = len(re.findall(r"= \S+ convolution\(", text)) + \
+        len(re.findall(r'custom_call_target="__cudnn\$conv', text))
+    return {"convolutions": convs, "fusions": len(re.findall(r"= \S+ fusion\(", text))}
 
 
 def peak_memory():
@@ -122,11 +137,22 @@ def measure(name, model, batch, size, train_flops, args, peak):
     y = rng.integers(0, 1000, (batch,)).astype("int32")
     run, do_compile = make_step(model, xla=args.xla)
     t0 = time.perf_counter()
-    do_compile(x, y)
+    mem, counts = do_compile(x, y)
     compile_s = time.perf_counter() - t0
+    if mem is not None:
+        print(f"{name:28s} batch {batch:4d}  compiled step: arguments "
+              f"{mem.argument_size_in_bytes / 2**30:.2f} GiB, outputs "
+              f"{mem.output_size_in_bytes / 2**30:.2f} GiB, temporaries "
+              f"{mem.temp_size_in_bytes / 2**30:.2f} GiB (XLA buffer assignment); "
+              f"{counts['convolutions']} convolutions, {counts['fusions']} fusions"
+              f"{', remat' if args.remat else ''}  compile {compile_s:.1f} s", flush=True)
+    if args.compile_only:
+        return None
     t0 = time.perf_counter()
     loss = run(x, y)
     first_s = time.perf_counter() - t0
+    print(f"{name:28s} first step done {time.perf_counter() - PROCESS_START:.1f} s after the "
+          "process started (imports, model build, tracing, compile, first step)", flush=True)
     for _ in range(args.warmup):
         run(x, y)
     rates = []
@@ -152,12 +178,20 @@ def main():
     p.add_argument("--baseline", default="rgc_intermediate_scaffold",
                    help="feedforward baseline model name ('' to skip)")
     p.add_argument("--image_size", type=int, default=224)
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=lambda v: [int(b) for b in v.split(",")], default=[32],
+                   help="batch size, or several separated by commas (measured in turn)")
     p.add_argument("--baseline_batch", type=int, default=0, help="default: 4x --batch")
     p.add_argument("--resnet50_batch", type=int, default=0, help="0 skips ResNet-50")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--times", type=int, default=0, help="override T (0: the model's)")
     p.add_argument("--remat", action="store_true", help="recompute each node step in backward")
+    p.add_argument("--depthwise", default="auto",
+                   help="kernel-gradient method of the depthwise convs (tpu_convrnn.depthwise)")
+    p.add_argument("--compile_cache", default="",
+                   help="JAX: persistent compilation cache directory (a second run reuses the "
+                   "compiled step, autotuning included)")
+    p.add_argument("--compile_only", action="store_true",
+                   help="compile and print the step's memory analysis (JAX) without running")
     p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
                    help="TF backend: jit_compile (default: on for GPU, off on CPU)")
     p.add_argument("--xla_cost", action="store_true",
@@ -167,6 +201,11 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)
     args = p.parse_args()
+    if args.compile_cache:
+        import jax
+        jax.config.update("jax_compilation_cache_dir", args.compile_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     backend, kind, _ = device_info()
     if args.xla is None:
         args.xla = kind != "CPU"
@@ -175,10 +214,11 @@ def main():
     print(f"backend {backend}, keras {keras.__version__}, device {kind}, precision "
           f"{args.precision}, image {args.image_size} px, XLA "
           f"{'on' if backend == 'jax' or args.xla else 'off'}"
-          f"{', remat' if args.remat else ''}", flush=True)
+          f"{', remat' if args.remat else ''}, depthwise kernel gradient "
+          f"{resolve_method(args.depthwise)}", flush=True)
     extra = {"times": args.times} if args.times else {}
     model = tpu_convrnn.build_model(args.model, image_size=args.image_size, dtype=dtype,
-                                    remat=args.remat, **extra)
+                                    remat=args.remat, depthwise=args.depthwise, **extra)
     flops = count_flops(model)
     print(f"{args.model}: T={model.times}, forward {flops['forward_executed'] / 1e9:.1f} "
           f"GFLOP/img executed, {flops['forward_to_loss'] / 1e9:.1f} reach the loss; "
@@ -188,12 +228,17 @@ def main():
         print(f"XLA cost analysis of the forward: {xla / 1e9:.2f} GFLOP/img = "
               f"{xla / flops['forward_to_loss']:.3f} x the counted loss-reaching forward (XLA "
               "adds elementwise ops and leaves out taps on SAME padding)", flush=True)
-    ours = measure(args.model, model, args.batch, args.image_size, flops["train_step"], args,
-                   peak)
+    ours = None
+    for batch in args.batch:  # the first batch size is the one the baselines are compared with
+        achieved = measure(args.model, model, batch, args.image_size, flops["train_step"],
+                           args, peak)
+        ours = ours or achieved
+    if args.compile_only:
+        return
     if args.baseline:
         base = tpu_convrnn.build_model(args.baseline, image_size=args.image_size, dtype=dtype,
                                        **extra)
-        base_achieved = measure(args.baseline, base, args.baseline_batch or 4 * args.batch,
+        base_achieved = measure(args.baseline, base, args.baseline_batch or 4 * args.batch[0],
                                 args.image_size, count_flops(base)["train_step"], args, peak)
         print(f"recurrence_overhead = {base_achieved / ours:.2f} "
               f"(baseline achieved FLOP/s / {args.model} achieved FLOP/s)")

@@ -23,6 +23,21 @@ def test_train_step_benchmark_runs():
     assert "images/s" in proc.stdout and "recurrence_overhead =" in proc.stdout
 
 
+def test_depthwise_benchmark_runs_under_jax():
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "bench/depthwise.py", "--batch=1", "--scale=0.15",
+                           "--repeats=1", "--dtype=float32"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "total rows" in proc.stdout and "\nbest " in proc.stdout
+
+
+def test_gpu_session_script_is_shellcheck_clean():  # shellcheck comes with the test extra
+    proc = subprocess.run(["shellcheck", os.path.join(REPO, "bench", "gpu.sh")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
 def test_neural_fit_benchmark_runs():
     proc = subprocess.run([sys.executable, "bench/neural_fit.py", "--stimuli=200", "--sites=8",
                            "--dims=50", "--bins=2", "--splits=2"], cwd=REPO,

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The GPU benchmark session of bench/RESULTS.md, as one script for a lent machine that has JAX
+# but no TensorFlow (keras and its small dependencies installed from wheels in .whl/ if present).
+#
+#   bash bench/gpu.sh [OUT_DIR] [BUDGET_SECONDS] [full|probe|legacy_cudnn]
+#
+# full (default):
+# 1. bench/depthwise.py: depthwise kernel-gradient methods; the fastest is used below.
+# 2. bench/train_step.py: rgc_intermediate at 224 px, batch 32, bf16, with its feedforward
+#    scaffold and ResNet-50 in the same process, filling a persistent compilation cache.
+# 3. The same model in a second process reusing that cache (compile + first step).
+# 4. In the background from the start: the compiled step's memory with and without remat
+#    (compile only, autotuning off so that it does not run on the GPU).
+# 5. Larger batches while the budget lasts.
+# probe: where the first step's time goes and what batch size does, in one short run:
+# 1. T=4 instead of 17 with XLA's autotuning (first-step time against the number of steps);
+# 2. T=17 with autotuning off (XLA_FLAGS=--xla_gpu_autotune_level=0) at batch 32 and 128, with
+#    the scaffold and ResNet-50 under the same flags.
+# legacy_cudnn: the next test of where the first step goes (per-convolution cuDNN plan building
+# at the first execution?): XLA_FLAGS=--xla_gpu_enable_cudnn_frontend=false (cuDNN's legacy
+# API, no runtime-compiled engines) with autotuning on, batch 32 and 128, scaffold and
+# ResNet-50 under the same flags; then a second process on the same compilation cache.
+set -u
+out=${1:-${OUT:-/tmp/bench_out}}
+budget=${2:-540}
+plan=${3:-full}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false
+export TF_CPP_MIN_LOG_LEVEL=2
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PWD
+else
+    export PYTHONPATH=$PWD
+fi
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
+python3 -c "import jax, keras; print('jax', jax.__version__, 'keras', keras.__version__)" \
+    | tee -a "$out/gpu.txt"
+cache=/tmp/jax_cache
+left() { echo $((budget - SECONDS)); }
+common=(--model=rgc_intermediate --image_size=224 --precision=bf16 --steps=10 --repeats=3)
+
+if [ "$plan" = legacy_cudnn ]; then
+    export XLA_FLAGS=--xla_gpu_enable_cudnn_frontend=false
+    timeout 330 python3 bench/train_step.py "${common[@]}" --batch=32,128 \
+        --compile_cache=$cache --resnet50_batch=128 --baseline_batch=128 2>&1 \
+        | grep -v "^WARNING\|^I0000\|^E0000" | tee "$out/legacy_cudnn.txt"
+    echo "--- second process, same cache ($(left) s left)"
+    timeout $(($(left) - 5)) python3 bench/train_step.py "${common[@]}" --batch=32 \
+        --compile_cache=$cache --baseline= 2>&1 | grep -v "^WARNING\|^I0000\|^E0000" \
+        | tee "$out/legacy_cudnn_cached.txt"
+    echo "done in $SECONDS s"
+    exit 0
+fi
+if [ "$plan" = probe ]; then
+    timeout 80 python3 bench/train_step.py "${common[@]}" --times=4 --batch=32 --baseline= 2>&1 \
+        | grep -v "^WARNING\|^I0000\|^E0000" | tee "$out/t4.txt"
+    echo "--- autotuning off ($(left) s left)"
+    XLA_FLAGS=--xla_gpu_autotune_level=0 timeout $(($(left) - 5)) python3 bench/train_step.py \
+        "${common[@]}" --batch=32,128 --resnet50_batch=128 --baseline_batch=128 2>&1 \
+        | grep -v "^WARNING\|^I0000\|^E0000" | tee "$out/autotune0.txt"
+    echo "done in $SECONDS s"
+    exit 0
+fi
+timeout 100 python3 bench/depthwise.py 2>&1 | tee "$out/depthwise.txt"
+best=$(awk '/^best/{print $2}' "$out/depthwise.txt")
+best=${best:-auto}
+
+(for remat in "" --remat; do
+    XLA_FLAGS=--xla_gpu_autotune_level=0 timeout 200 python3 bench/train_step.py "${common[@]}" \
+        --batch=32 --depthwise="$best" --baseline= --compile_only $remat
+done) >"$out/memory.txt" 2>&1 &
+
+timeout 300 python3 bench/train_step.py "${common[@]}" --batch=32 --depthwise="$best" \
+    --compile_cache=$cache --resnet50_batch=128 --baseline_batch=128 2>&1 \
+    | grep -v "^WARNING\|^I0000\|^E0000" | tee "$out/train_step.txt"
+echo "--- second process, same cache ($(left) s left)"
+timeout 120 python3 bench/train_step.py "${common[@]}" --batch=32 --depthwise="$best" \
+    --compile_cache=$cache --baseline= 2>&1 | grep -v "^WARNING\|^I0000\|^E0000" \
+    | tee "$out/cached.txt"
+for batch in 64 128; do
+    if [ "$(left)" -lt 150 ]; then break; fi
+    echo "--- batch $batch ($(left) s left)"
+    timeout $(($(left) - 20)) python3 bench/train_step.py "${common[@]}" --batch=$batch \
+        --depthwise="$best" --compile_cache=$cache --baseline= 2>&1 \
+        | grep -v "^WARNING\|^I0000\|^E0000" | tee -a "$out/batches.txt"
+done
+wait
+echo "--- memory (compile only, autotuning off)"
+grep "compiled step" "$out/memory.txt"
+echo "done in $SECONDS s"
