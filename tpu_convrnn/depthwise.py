@@ -1,11 +1,10 @@
-"""Depthwise convolution (stride 1, TF ``SAME``) whose kernel gradient costs what it should.
+"""Depthwise convolution (stride 1, TF ``SAME``) with a choice of kernel-gradient computation.
 
-XLA computes the kernel gradient of a depthwise convolution as a convolution with
-``batch_group_count = C`` and, on GPU and CPU, rewrites that into a *dense* C x C convolution
-whose off-diagonal blocks are masked away afterwards (``ConvolutionGroupConverter``): C times the
-work, e.g. 161 GFLOP instead of 1.3 for one 7x7 kernel on a 32 x 56 x 56 x 128 map. The median
-reciprocal gated cell has four 7x7 depthwise convolutions per step, so under XLA this hidden work
-exceeds the whole model's.
+XLA expresses the kernel gradient of a depthwise convolution as a convolution with
+``batch_group_count = C``. On CPU it rewrites that into a *dense* C x C convolution whose
+off-diagonal blocks are masked away afterwards (``ConvolutionGroupConverter``): C times the work
+(XLA's own count: 2.26 GFLOP where the depthwise work is 0.06, bench/RESULTS.md). On an H100 the
+native op (a cuDNN call) was the fastest of the three below, so the choice matters for JAX on CPU.
 
 ``depthwise_conv_same(x, kernel, method)`` keeps the forward pass and the input gradient as
 depthwise convolutions and computes the kernel gradient another way:
@@ -13,7 +12,7 @@ depthwise convolutions and computes the kernel gradient another way:
 * ``"native"``: plain ``keras.ops.depthwise_conv`` and automatic differentiation;
 * ``"taps"``: one reduction over the ``k_h * k_w`` shifted copies of the padded input times the
   upstream gradient, ``dK[i, j, c] = sum_{n,h,w} x_pad[n, h+i, w+j, c] g[n, h, w, c]``
-  (depthwise cost; XLA fuses the shifted reads into the reduction);
+  (the depthwise work, as one reduction over shifted reads);
 * ``"rows"``: for each kernel row, one batched matrix product over channels
   ``R[c, x, w] = sum_{n,h} x_pad[n, h+i, x, c] g[n, h, w, c]`` whose diagonals ``x = w + j`` are
   the kernel row's gradient (``W_pad / k_w`` times the depthwise work, on the matrix units).
