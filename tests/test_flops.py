@@ -88,3 +88,12 @@ def test_flop_count_agrees_with_xla_cost_analysis_for_valid_convolutions():
     assert ours <= xla <= 1.03 * ours, res  # XLA adds the elementwise ops (bias, pool, gap)
     ours, xla = res["same"]
     assert xla < ours, res  # XLA leaves out the taps that fall on SAME padding
+
+
+def test_count_is_the_same_with_fused_cell_convolutions():
+    """Model FLOPs come from each layer's own kernel, not from the fused (zero-padded) one."""
+    counts = [count_flops(tpu_convrnn.build_model("rgc_intermediate", image_size=32, times=12,
+                                                  width=0.25, fuse_convs=fuse))
+              for fuse in (True, False)]
+    assert counts[0]["forward_executed"] == counts[1]["forward_executed"]
+    assert counts[0]["per_node_step"] == counts[1]["per_node_step"]

@@ -78,12 +78,21 @@ def node_flops(model) -> dict:
             node(x, [ops.zeros(s) for s in o_shapes], node.get_initial_state(1))
             return x
         counter = [0]
-        with _counting(counter):
-            if keras.backend.backend() == "jax":
-                import jax
-                jax.eval_shape(run)
-            else:
-                run()
+        # Model FLOPs come from each layer's own kernel, so a cell's shared-input fusion (which
+        # zero-pads smaller kernels) is switched off while counting.
+        fused = getattr(node.cell, "fuse_convs", False)
+        if fused:
+            node.cell.fuse_convs = False
+        try:
+            with _counting(counter):
+                if keras.backend.backend() == "jax":
+                    import jax
+                    jax.eval_shape(run)
+                else:
+                    run()
+        finally:
+            if fused:
+                node.cell.fuse_convs = True
         out[n] = counter[0]
     return out
 

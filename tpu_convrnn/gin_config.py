@@ -6,7 +6,7 @@ Configurable names:
   ``model.depths``, ``model.add_edges``, ``model.remove_edges``, ``model.presentation``,
   ``model.times``, ``model.image_off``, ``model.readout``, ``model.image_size``,
   ``model.width``, ``model.num_classes``, ``model.dtype``, ``model.remat``,
-  ``model.depthwise``);
+  ``model.depthwise``, ``model.fuse_convs``);
 * ``train``: ``tpu_convrnn.train.TrainConfig`` (batch, schedule, optimizer, loss, checkpoints);
 * ``data``: ``tpu_convrnn.data.sources.DataConfig`` (source, file patterns, classes).
 """

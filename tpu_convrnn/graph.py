@@ -103,7 +103,7 @@ class ConvRNN(keras.Model):
 
     def __init__(self, nodes, edges, times, image_off=None, readout=None, readout_node=None,
                  image_size=224, window=None, normalize=True, remat=False, depthwise="auto",
-                 **kwargs):
+                 fuse_convs=False, **kwargs):
         super().__init__(**kwargs)
         self.nodes_config = copy.deepcopy(list(nodes))
         pairs = _edge_pairs(edges)
@@ -115,6 +115,7 @@ class ConvRNN(keras.Model):
         self.normalize = bool(normalize)
         self.remat = bool(remat)
         self.depthwise = depthwise
+        self.fuse_convs = bool(fuse_convs)
         if self.times < 1:
             raise ValueError(f"times: expected a positive number of steps, got {times}")
         names, self.ff_source, self.other_sources = parse_graph(self.nodes_config, pairs)
@@ -129,7 +130,8 @@ class ConvRNN(keras.Model):
             kw = {k: v for k, v in spec.items() if k != "name"}
             try:
                 self.graph_nodes[spec["name"]] = Node(name=spec["name"], dtype=self.dtype_policy,
-                                                      depthwise=depthwise, **kw)
+                                                      depthwise=depthwise,
+                                                      fuse_convs=self.fuse_convs, **kw)
             except TypeError as e:
                 raise ValueError(f"node {spec['name']!r}: {e}") from e
         self.readout = Readout(name="readout", dtype=self.dtype_policy, **self.readout_config)
@@ -240,6 +242,6 @@ class ConvRNN(keras.Model):
                 "times": self.times, "image_off": self.image_off, "readout": self.readout_config,
                 "readout_node": self.readout_name, "image_size": self.image_size,
                 "window": self.window, "normalize": self.normalize, "remat": self.remat,
-                "depthwise": self.depthwise,
+                "depthwise": self.depthwise, "fuse_convs": self.fuse_convs,
                 "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
 

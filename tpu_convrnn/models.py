@@ -16,7 +16,7 @@ def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edg
                 readout=None, image_size: int = 224, dtype=None, remat: bool = False,
                 width: float = 1.0, num_classes: int | None = None,
                 grow_image_size: bool = False, depthwise: str = "auto",
-                name: str | None = None) -> ConvRNN:
+                fuse_convs: bool = False, name: str | None = None) -> ConvRNN:
     """A ConvRNN from a released graph (``base``) plus overrides.
 
     ``cells``, ``depths``, ``add_edges``, ``remove_edges``, ``presentation``, ``times``,
@@ -27,7 +27,9 @@ def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edg
     ``image_size`` (e.g. the shallow readout's 2x2 valid conv needs a 2x2 map), use the smallest
     larger multiple of 8 that it can (for small-image CPU runs of any model). ``depthwise``:
     how the depthwise convolutions' kernel gradient is computed (``tpu_convrnn.depthwise``;
-    the values are the same, only the speed differs).
+    the values are the same, only the speed differs). ``fuse_convs``: run a cell's convs of
+    one tensor as one convolution (``tpu_convrnn.shared_input``; same values, a quarter fewer
+    convolutions in rgc_intermediate's step; off by default until its speed is measured on GPU).
     """
     cfg = zoo.graph_config(base, cells=cells, depths=depths, add_edges=add_edges,
                            remove_edges=remove_edges, presentation=presentation, times=times,
@@ -36,7 +38,7 @@ def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edg
     if grow_image_size:
         image_size = smallest_image_size(cfg, image_size)
     return ConvRNN(**cfg, image_size=image_size, dtype=dtype, remat=remat, depthwise=depthwise,
-                   name=name or base)
+                   fuse_convs=fuse_convs, name=name or base)
 
 
 def smallest_image_size(cfg: dict, start: int, step: int = 8, limit: int = 1024) -> int:

@@ -33,8 +33,10 @@ class ConvCell(keras.layers.Layer):
     accepts_feedback: bool = False
 
     def __init__(self, weight_decay: float = 0.0, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", depthwise_method: str = "auto", **kwargs):
+                 bias_initializer="zeros", depthwise_method: str = "auto",
+                 fuse_convs: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.fuse_convs = bool(fuse_convs)
         depthwise.resolve_method(depthwise_method)  # validates the name
         self.depthwise_method = depthwise_method
         self.weight_decay = float(weight_decay or 0.0)
@@ -175,6 +177,6 @@ class ConvCell(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "weight_decay": self.weight_decay,
-                "depthwise_method": self.depthwise_method,
+                "depthwise_method": self.depthwise_method, "fuse_convs": self.fuse_convs,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer)}

@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 from tpu_convrnn import ops as cr_ops
+from tpu_convrnn import shared_input
 from tpu_convrnn.cells.base import ConvCell
 
 FEEDBACK_ENTRIES = ("input", "cell", "out")
@@ -158,34 +159,50 @@ class ReciprocalGatedCell(ConvCell):
             fb = self._fn["feedback_activation"](conv["feedback"](feedback))
         u = drive + fb if self.feedback_entry == "input" and fb is not None else drive
         u = self._fn["input_activation"](u)
+        # Every conv of the step, those of one tensor computed together (shared_input).
+        k = self._convs_of({"u": u, "c": c, "h": h, "x": inputs})
 
         c_terms = []
         if self.cell_residual:
-            c_terms.append(conv["cell_residual"](inputs))
+            c_terms.append(k["cell_residual"])
         if self.input_to_cell:
-            c_terms.append(conv["input_to_cell"](u))
+            c_terms.append(k["input_to_cell"])
         if self.feedback_entry == "cell" and fb is not None:
             c_terms.append(fb)
         c_in = _sum(c_terms)
-        c_pre = self._retain(conv["cell_tau"](c)) * c + self._gain(conv["cell_gate"](h)) * c_in
+        c_pre = self._retain(k["cell_tau"]) * c + self._gain(k["cell_gate"]) * c_in
         if self.norm is not None:
             c_pre = self.norm(c_pre)
         c_new = self._fn["cell_activation"](c_pre)
 
-        h_terms = [conv["input_to_out"](u) if self.input_to_out else u]
+        h_terms = [k["input_to_out"] if self.input_to_out else u]
         if self.cell_to_out:
-            h_terms.append(conv["cell_to_out"](c))
+            h_terms.append(k["cell_to_out"])
         if self.out_residual:
-            h_terms.append(conv["residual_add"](inputs) if "residual_add" in conv else inputs)
+            h_terms.append(k["residual_add"] if "residual_add" in conv else inputs)
         if self.feedback_entry == "out" and fb is not None:
             h_terms.append(fb)
-        b_terms = [] if self.cell_to_out else [conv["out_gate"](c)]
+        b_terms = [] if self.cell_to_out else [k["out_gate"]]
         if self.residual_to_out_gate:
-            b_terms.append(conv["residual_to_out_gate"](inputs))
+            b_terms.append(k["residual_to_out_gate"])
         b_h = _sum(b_terms) if b_terms else None
-        h_pre = self._retain(conv["out_tau"](h)) * h + self._gain(b_h) * _sum(h_terms)
+        h_pre = self._retain(k["out_tau"]) * h + self._gain(b_h) * _sum(h_terms)
         h_new = self._fn["out_activation"](h_pre)
         return h_new, (c_new, h_new)
+
+    def _convs_of(self, tensors):
+        """{conv name: its output} for every conv but the feedback's, grouped by the tensor it
+        reads (``_READS``); with ``fuse_convs`` each group runs as one convolution."""
+        out = {}
+        for src, names in _READS.items():
+            names = [n for n in names if n in self.convs]
+            layers = [self.convs[n] for n in names]
+            if self.fuse_convs:
+                outs = shared_input.apply_shared(tensors[src], layers)
+            else:
+                outs = [layer(tensors[src]) for layer in layers]
+            out.update(zip(names, outs))
+        return out
 
     def get_config(self):
         cfg = {k: getattr(self, k) for k in (
@@ -196,6 +213,13 @@ class ReciprocalGatedCell(ConvCell):
             "out_residual", "residual_to_out_gate", "layer_norm", "feedback_entry",
             "feedback_filter_size", "feedback_depth_separable", "use_bias")}
         return {**super().get_config(), **cfg, **self.activations}
+
+
+# The tensor each conv of the cell reads (spec §4.7: both gates read the other state).
+_READS = {"u": ("input_to_cell", "input_to_out"),
+          "c": ("cell_tau", "out_gate", "cell_to_out"),
+          "h": ("out_tau", "cell_gate"),
+          "x": ("cell_residual", "residual_add", "residual_to_out_gate")}
 
 
 def _sum(terms):
