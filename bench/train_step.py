@@ -187,6 +187,8 @@ def main():
     p.add_argument("--remat", action="store_true", help="recompute each node step in backward")
     p.add_argument("--depthwise", default="auto",
                    help="kernel-gradient method of the depthwise convs (tpu_convrnn.depthwise)")
+    p.add_argument("--fuse_convs", action=argparse.BooleanOptionalAction, default=False,
+                   help="run a cell's convs of one tensor as one convolution (shared_input)")
     p.add_argument("--compile_cache", default="",
                    help="JAX: persistent compilation cache directory (a second run reuses the "
                    "compiled step, autotuning included)")
@@ -215,10 +217,12 @@ def main():
           f"{args.precision}, image {args.image_size} px, XLA "
           f"{'on' if backend == 'jax' or args.xla else 'off'}"
           f"{', remat' if args.remat else ''}, depthwise kernel gradient "
-          f"{resolve_method(args.depthwise)}", flush=True)
+          f"{resolve_method(args.depthwise)}, "
+          f"{'fused' if args.fuse_convs else 'separate'} convs per cell tensor", flush=True)
     extra = {"times": args.times} if args.times else {}
     model = tpu_convrnn.build_model(args.model, image_size=args.image_size, dtype=dtype,
-                                    remat=args.remat, depthwise=args.depthwise, **extra)
+                                    remat=args.remat, depthwise=args.depthwise,
+                                    fuse_convs=args.fuse_convs, **extra)
     flops = count_flops(model)
     print(f"{args.model}: T={model.times}, forward {flops['forward_executed'] / 1e9:.1f} "
           f"GFLOP/img executed, {flops['forward_to_loss'] / 1e9:.1f} reach the loss; "
