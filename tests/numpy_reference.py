@@ -50,18 +50,22 @@ def conv2d(x, w, b=None, stride=1, padding="SAME"):
     return out
 
 
+def depthwise(x, dw):
+    """Depthwise k_h x k_w conv (multiplier 1, SAME), direct sum over kernel taps."""
+    x = np.asarray(x, np.float64)
+    kh, kw = dw.shape[:2]
+    n, h, wd, c = x.shape
+    xp = np.pad(x, ((0, 0), same_pad(h, kh), same_pad(wd, kw), (0, 0)))
+    out = np.zeros_like(x)
+    for dy in range(kh):
+        for dx in range(kw):
+            out += xp[:, dy:dy + h, dx:dx + wd, :] * dw[dy, dx, :, 0]
+    return out
+
+
 def depthwise_separable(x, dw, pw, b=None):
     """Depthwise k x k (multiplier 1, SAME) then pointwise 1x1, plus bias."""
-    x = np.asarray(x, np.float64)
-    k = dw.shape[0]
-    n, h, wd, c = x.shape
-    ph, pwd = same_pad(h, k), same_pad(wd, k)
-    xp = np.pad(x, ((0, 0), ph, pwd, (0, 0)))
-    mid = np.zeros_like(x)
-    for dy in range(k):
-        for dx in range(dw.shape[1]):
-            mid += xp[:, dy:dy + h, dx:dx + wd, :] * dw[dy, dx, :, 0]
-    return conv2d(mid, pw, b)
+    return conv2d(depthwise(x, dw), pw, b)
 
 
 def layer_norm_hwc(x, gamma, beta, eps=1e-12):

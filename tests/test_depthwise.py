@@ -2,6 +2,7 @@
 native op (TensorFlow here, JAX in a subprocess), and the separable layer built on it."""
 import keras
 import numpy as np
+import numpy_reference as ref
 import pytest
 import tensorflow as tf
 
@@ -24,20 +25,6 @@ def _value_and_grads(method, x, k, r):
     return y.numpy(), gx.numpy(), gk.numpy()
 
 
-def _numpy_depthwise_same(x, k):
-    """Direct loops: TF SAME padding (bottom/right gets the extra row/column)."""
-    n, h, w, c = x.shape
-    kh, kw = k.shape[:2]
-    ph, pw = (kh - 1) // 2, (kw - 1) // 2
-    xp = np.zeros((n, h + kh - 1, w + kw - 1, c), np.float64)
-    xp[:, ph:ph + h, pw:pw + w] = x
-    y = np.zeros((n, h, w, c))
-    for i in range(kh):
-        for j in range(kw):
-            y += xp[:, i:i + h, j:j + w, :] * k[i, j, :, 0]
-    return y
-
-
 @pytest.mark.parametrize("shape,ksize", CASES)
 @pytest.mark.parametrize("method", ["taps", "rows"])
 def test_custom_kernel_gradient_matches_native(method, shape, ksize):
@@ -47,7 +34,7 @@ def test_custom_kernel_gradient_matches_native(method, shape, ksize):
     r = rng.normal(size=shape).astype("float32")
     y, gx, gk = _value_and_grads(method, x, k, r)
     y0, gx0, gk0 = _value_and_grads("native", x, k, r)
-    np.testing.assert_allclose(y0, _numpy_depthwise_same(x, k), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y0, ref.depthwise(x, k), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(y, y0, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gx, gx0, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gk, gk0, rtol=1e-4, atol=1e-4)
