@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from tpu_convrnn.depthwise import METHODS, depthwise_conv_same  # noqa: E402
+from tpu_convrnn.flops import compiled_flops  # noqa: E402
 
 # (name, H = W, channels) of the 7x7 depthwise convs in rgc_intermediate at 224 px
 SHAPES = [("conv4 h", 56, 128), ("conv4 c", 56, 64), ("conv6 h", 28, 256),
@@ -39,8 +40,6 @@ def time_method(method, x, k, r, repeats):
     t0 = time.perf_counter()
     compiled = fn.lower(x, k, r).compile()
     compile_s = time.perf_counter() - t0
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
     t0 = time.perf_counter()
     out = jax.block_until_ready(compiled(x, k, r))
     first_s = time.perf_counter() - t0
@@ -49,7 +48,7 @@ def time_method(method, x, k, r, repeats):
         t0 = time.perf_counter()
         jax.block_until_ready(compiled(x, k, r))
         times.append(time.perf_counter() - t0)
-    return float(np.median(times)), compile_s, first_s, float(cost.get("flops", 0.0)), out
+    return float(np.median(times)), compile_s, first_s, compiled_flops(compiled, 0.0), out
 
 
 def main():

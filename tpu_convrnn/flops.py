@@ -153,7 +153,15 @@ def xla_cost_flops(model, batch: int = 1) -> float:
     x = jnp.zeros((batch, model.image_size, model.image_size, 3), "float32")
     tv = [v.value for v in model.trainable_variables]
     ntv = [v.value for v in model.non_trainable_variables]
-    cost = jax.jit(lambda t, x: model.stateless_call(t, ntv, x)[0]).lower(tv, x).compile() \
-        .cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
+    return compiled_flops(
+        jax.jit(lambda t, x: model.stateless_call(t, ntv, x)[0]).lower(tv, x).compile())
+
+
+def compiled_flops(compiled, default: float | None = None) -> float:
+    """The FLOPs of XLA's cost analysis of a compiled JAX computation; where it has none,
+    ``default``, or a KeyError if that is None."""
+    cost = compiled.cost_analysis()
+    cost = (cost[0] if isinstance(cost, list) else cost) or {}
+    if "flops" not in cost and default is not None:
+        return float(default)
     return float(cost["flops"])
