@@ -4,6 +4,8 @@
 #
 #   bash bench/gpu.sh [OUT_DIR] [BUDGET_SECONDS] [full|probe|legacy_cudnn]
 #
+# OUT_DIR: an empty folder (logs are appended to); on a lent machine, $OUT.
+#
 # full (default):
 # 1. bench/depthwise.py: depthwise kernel-gradient methods; the fastest is used below.
 # 2. bench/train_step.py: rgc_intermediate at 224 px, batch 32, bf16, with its feedforward
@@ -40,32 +42,33 @@ python3 -c "import jax, keras; print('jax', jax.__version__, 'keras', keras.__ve
 cache=/tmp/jax_cache
 left() { echo $((budget - SECONDS)); }
 common=(--model=rgc_intermediate --image_size=224 --precision=bf16 --steps=10 --repeats=3)
+# step LIMIT_S LOG ARGS...: bench/train_step.py on rgc_intermediate (common) with ARGS, its
+# output without the runtime's log lines, appended to $out/LOG.
+step() {
+    local limit=$1 log=$2
+    shift 2
+    timeout "$limit" python3 bench/train_step.py "${common[@]}" "$@" 2>&1 \
+        | grep -v "^WARNING\|^I0000\|^E0000" | tee -a "$out/$log"
+}
 
 if [ "$plan" = legacy_cudnn ]; then
     export XLA_FLAGS=--xla_gpu_enable_cudnn_frontend=false
-    timeout 330 python3 bench/train_step.py "${common[@]}" --batch=32,128 \
-        --compile_cache=$cache --resnet50_batch=128 --baseline_batch=128 2>&1 \
-        | grep -v "^WARNING\|^I0000\|^E0000" | tee "$out/legacy_cudnn.txt"
+    step 330 legacy_cudnn.txt --batch=32,128 --compile_cache=$cache --resnet50_batch=128 \
+        --baseline_batch=128
     echo "--- second process, same cache ($(left) s left)"
-    timeout 150 python3 bench/train_step.py "${common[@]}" --batch=32 \
-        --compile_cache=$cache --baseline= 2>&1 | grep -v "^WARNING\|^I0000\|^E0000" \
-        | tee "$out/legacy_cudnn_cached.txt"
+    step 150 legacy_cudnn_cached.txt --batch=32 --compile_cache=$cache --baseline=
     if [ "$(left)" -gt 120 ]; then
         echo "--- fused cell convolutions ($(left) s left)"
-        timeout $(($(left) - 5)) python3 bench/train_step.py "${common[@]}" --batch=32 \
-            --fuse_convs --baseline= 2>&1 | grep -v "^WARNING\|^I0000\|^E0000" \
-            | tee "$out/legacy_cudnn_fused.txt"
+        step $(($(left) - 5)) legacy_cudnn_fused.txt --batch=32 --fuse_convs --baseline=
     fi
     echo "done in $SECONDS s"
     exit 0
 fi
 if [ "$plan" = probe ]; then
-    timeout 80 python3 bench/train_step.py "${common[@]}" --times=4 --batch=32 --baseline= 2>&1 \
-        | grep -v "^WARNING\|^I0000\|^E0000" | tee "$out/t4.txt"
+    step 80 t4.txt --times=4 --batch=32 --baseline=
     echo "--- autotuning off ($(left) s left)"
-    XLA_FLAGS=--xla_gpu_autotune_level=0 timeout $(($(left) - 5)) python3 bench/train_step.py \
-        "${common[@]}" --batch=32,128 --resnet50_batch=128 --baseline_batch=128 2>&1 \
-        | grep -v "^WARNING\|^I0000\|^E0000" | tee "$out/autotune0.txt"
+    XLA_FLAGS=--xla_gpu_autotune_level=0 step $(($(left) - 5)) autotune0.txt --batch=32,128 \
+        --resnet50_batch=128 --baseline_batch=128
     echo "done in $SECONDS s"
     exit 0
 fi
@@ -78,19 +81,15 @@ best=${best:-auto}
         --batch=32 --depthwise="$best" --baseline= --compile_only $remat
 done) >"$out/memory.txt" 2>&1 &
 
-timeout 300 python3 bench/train_step.py "${common[@]}" --batch=32 --depthwise="$best" \
-    --compile_cache=$cache --resnet50_batch=128 --baseline_batch=128 2>&1 \
-    | grep -v "^WARNING\|^I0000\|^E0000" | tee "$out/train_step.txt"
+step 300 train_step.txt --batch=32 --depthwise="$best" --compile_cache=$cache \
+    --resnet50_batch=128 --baseline_batch=128
 echo "--- second process, same cache ($(left) s left)"
-timeout 120 python3 bench/train_step.py "${common[@]}" --batch=32 --depthwise="$best" \
-    --compile_cache=$cache --baseline= 2>&1 | grep -v "^WARNING\|^I0000\|^E0000" \
-    | tee "$out/cached.txt"
+step 120 cached.txt --batch=32 --depthwise="$best" --compile_cache=$cache --baseline=
 for batch in 64 128; do
     if [ "$(left)" -lt 150 ]; then break; fi
     echo "--- batch $batch ($(left) s left)"
-    timeout $(($(left) - 20)) python3 bench/train_step.py "${common[@]}" --batch=$batch \
-        --depthwise="$best" --compile_cache=$cache --baseline= 2>&1 \
-        | grep -v "^WARNING\|^I0000\|^E0000" | tee -a "$out/batches.txt"
+    step $(($(left) - 20)) batches.txt --batch=$batch --depthwise="$best" \
+        --compile_cache=$cache --baseline=
 done
 wait
 echo "--- memory (compile only, autotuning off)"
