@@ -98,6 +98,23 @@ def test_batch_of_one():
     assert tuple(model(np.zeros((1, S, S, 3), "float32")).shape) == (1, 7)
 
 
+def test_building_constructs_each_node_once(monkeypatch):
+    """Building must not deep-copy the model: Keras wraps configs assigned to a layer in tracked
+    containers that reference the layer, and deep-copying one re-creates every layer built so
+    far (through a .keras round trip each), which made building rgc_intermediate seconds slower."""
+    from tpu_convrnn import node as node_lib
+    made = []
+    init = node_lib.Node.__init__
+
+    def counting_init(self, *args, **kwargs):
+        made.append(kwargs.get("name"))
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(node_lib.Node, "__init__", counting_init)
+    model = small_graph()
+    assert made == ["conv1", "conv2", "conv3", "readout"]
+
+
 def test_config_round_trip_and_keras_file(tmp_path):
     model = small_graph()
     randomize(model, seed=5)

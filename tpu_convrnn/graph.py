@@ -105,12 +105,17 @@ class ConvRNN(keras.Model):
                  image_size=224, window=None, normalize=True, remat=False, depthwise="auto",
                  fuse_convs=False, **kwargs):
         super().__init__(**kwargs)
-        self.nodes_config = copy.deepcopy(list(nodes))
+        # Plain copies are kept for building: once assigned to the model, Keras wraps them in
+        # tracked containers that reference the model, and deep-copying those (as Node does
+        # with its memory config) would copy every layer built so far.
+        nodes = copy.deepcopy(list(nodes))
+        readout = dict(readout or {"kind": "last"})
+        self.nodes_config = nodes
         pairs = _edge_pairs(edges)
         self.edges_config = [list(e) for e in pairs]
         self.times = int(times)
         self.image_off = None if image_off is None else int(image_off)
-        self.readout_config = dict(readout or {"kind": "last"})
+        self.readout_config = readout
         self.image_size = int(image_size)
         self.normalize = bool(normalize)
         self.remat = bool(remat)
@@ -118,7 +123,7 @@ class ConvRNN(keras.Model):
         self.fuse_convs = bool(fuse_convs)
         if self.times < 1:
             raise ValueError(f"times: expected a positive number of steps, got {times}")
-        names, self.ff_source, self.other_sources = parse_graph(self.nodes_config, pairs)
+        names, self.ff_source, self.other_sources = parse_graph(nodes, pairs)
         self.node_names = names
         self.readout_name = readout_node or names[-1]
         if self.readout_name not in names:
@@ -126,7 +131,7 @@ class ConvRNN(keras.Model):
                              f"(nodes: {', '.join(names)})")
         self.successors = {n: [d for s, d in pairs if s == n] for n in names}
         self.graph_nodes = {}
-        for spec in self.nodes_config:
+        for spec in nodes:
             kw = {k: v for k, v in spec.items() if k != "name"}
             try:
                 self.graph_nodes[spec["name"]] = Node(name=spec["name"], dtype=self.dtype_policy,
@@ -134,7 +139,7 @@ class ConvRNN(keras.Model):
                                                       fuse_convs=self.fuse_convs, **kw)
             except TypeError as e:
                 raise ValueError(f"node {spec['name']!r}: {e}") from e
-        self.readout = Readout(name="readout", dtype=self.dtype_policy, **self.readout_config)
+        self.readout = Readout(name="readout", dtype=self.dtype_policy, **readout)
         n_nodes = len(names)
         if window is None:
             window = [self.times - 1, self.times] if not self.readout.is_temporal else \
