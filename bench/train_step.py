@@ -8,7 +8,9 @@ One training step = forward over all T steps, softmax cross-entropy on the reado
 SGD-momentum update, compiled with XLA (``jax.jit`` on JAX; ``tf.function(jit_compile=...)``
 on TensorFlow, default off on CPU where XLA is slower). Synthetic data, no input pipeline.
 
-Reported per model: compile time, first-step time (after compile; cuDNN autotuning lands here),
+Reported per model: time to import, build and count FLOPs; compile time (JAX: tracing and
+lowering apart from XLA's compile, which includes convolution autotuning on GPU); first-step
+time (after compile: the runtime's own first-execution work, e.g. building cuDNN plans);
 median images/s over ``--repeats`` timed runs of ``--steps`` steps after warm-up, model FLOPs
 per training image (3x the forward FLOPs that can reach the loss, counted from the model's own
 layer shapes by ``tpu_convrnn.flops``; work that cannot reach the loss is not counted), achieved
@@ -80,9 +82,6 @@ def make_step(model, lr=1e-3, xla=True):
                  [v.value for v in model.non_trainable_variables],
                  [v.value for v in opt.variables]]
 
-        def compile_(x, y):
-            return step.lower(*state, x, y).compile()
-
         compiled = {}
 
         def run(x, y):
@@ -92,8 +91,13 @@ def make_step(model, lr=1e-3, xla=True):
             return float(jax.block_until_ready(loss))
 
         def do_compile(x, y):
-            compiled["fn"] = compile_(x, y)
-            return compiled["fn"].memory_analysis(), hlo_op_counts(compiled["fn"].as_text())
+            t0 = time.perf_counter()
+            lowered = step.lower(*state, x, y)
+            compiled["trace_s"] = time.perf_counter() - t0
+            compiled["fn"] = lowered.compile()
+            counts = hlo_op_counts(compiled["fn"].as_text())
+            counts["trace_s"] = compiled["trace_s"]
+            return compiled["fn"].memory_analysis(), counts
         return run, do_compile
 
     import tensorflow as tf
@@ -145,7 +149,8 @@ def measure(name, model, batch, size, train_flops, args, peak):
               f"{mem.output_size_in_bytes / 2**30:.2f} GiB, temporaries "
               f"{mem.temp_size_in_bytes / 2**30:.2f} GiB (XLA buffer assignment); "
               f"{counts['convolutions']} convolutions, {counts['fusions']} fusions"
-              f"{', remat' if args.remat else ''}  compile {compile_s:.1f} s", flush=True)
+              f"{', remat' if args.remat else ''}  compile {compile_s:.1f} s (trace and lower "
+              f"{counts['trace_s']:.1f} s, XLA {compile_s - counts['trace_s']:.1f} s)", flush=True)
     if args.compile_only:
         return None
     t0 = time.perf_counter()
@@ -220,13 +225,16 @@ def main():
           f"{resolve_method(args.depthwise)}, "
           f"{'fused' if args.fuse_convs else 'separate'} convs per cell tensor", flush=True)
     extra = {"times": args.times} if args.times else {}
+    t0 = time.perf_counter()
     model = tpu_convrnn.build_model(args.model, image_size=args.image_size, dtype=dtype,
                                     remat=args.remat, depthwise=args.depthwise,
                                     fuse_convs=args.fuse_convs, **extra)
+    t1 = time.perf_counter()
     flops = count_flops(model)
     print(f"{args.model}: T={model.times}, forward {flops['forward_executed'] / 1e9:.1f} "
           f"GFLOP/img executed, {flops['forward_to_loss'] / 1e9:.1f} reach the loss; "
-          f"training step counted as 3x the latter", flush=True)
+          f"training step counted as 3x the latter (imports {t0 - PROCESS_START:.1f} s, model "
+          f"build {t1 - t0:.1f} s, FLOP count {time.perf_counter() - t1:.1f} s)", flush=True)
     if args.xla_cost:
         xla = xla_cost_flops(model)
         print(f"XLA cost analysis of the forward: {xla / 1e9:.2f} GFLOP/img = "
