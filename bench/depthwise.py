@@ -1,11 +1,11 @@
-"""Depthwise 7x7 convolution, forward + backward, per kernel-gradient method (JAX backend).
+"""Depthwise 7x7 convolution, forward + backward, per method of tpu_convrnn.depthwise (JAX).
 
     KERAS_BACKEND=jax python bench/depthwise.py [--batch=32] [--dtype=bfloat16]
 
 For the depthwise shapes of rgc_intermediate's median cells at 224 px (conv4's out and cell
 states, conv6, conv7, conv9), times ``loss = sum(depthwise_conv_same(x, k) * r)`` with its
 gradients for x and k, for every method of ``tpu_convrnn.depthwise``: compile time, first call,
-median of ``--repeats`` timed calls. Also prints XLA's FLOP count of the compiled step (it shows
+median of ``--repeats`` timed calls, and the median of the forward pass alone. Also prints XLA's FLOP count of the compiled step (it shows
 the dense C x C rewrite of the native kernel gradient) and the depthwise work itself
 (3 x 2 x N x H x W x C x 49). Last line: the method with the least total time.
 """
@@ -35,7 +35,18 @@ def step_fn(method):
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
 
 
+def _median_time(compiled, args, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 def time_method(method, x, k, r, repeats):
+    """(median s of forward + gradients, compile s, first call s, XLA FLOPs, outputs, median s
+    of the forward alone)."""
     fn = step_fn(method)
     t0 = time.perf_counter()
     compiled = fn.lower(x, k, r).compile()
@@ -43,12 +54,11 @@ def time_method(method, x, k, r, repeats):
     t0 = time.perf_counter()
     out = jax.block_until_ready(compiled(x, k, r))
     first_s = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(x, k, r))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), compile_s, first_s, compiled_flops(compiled, 0.0), out
+    t = _median_time(compiled, (x, k, r), repeats)
+    forward = jax.jit(lambda x, k: depthwise_conv_same(x, k, method)).lower(x, k).compile()
+    jax.block_until_ready(forward(x, k))
+    forward_s = _median_time(forward, (x, k), repeats)
+    return t, compile_s, first_s, compiled_flops(compiled, 0.0), out, forward_s
 
 
 def main():
@@ -73,7 +83,7 @@ def main():
         ref = None
         for m in methods:
             try:
-                t, comp, first, flops, out = time_method(m, x, k, r, args.repeats)
+                t, comp, first, flops, out, fwd = time_method(m, x, k, r, args.repeats)
             except Exception as e:  # noqa: BLE001 - report and go on
                 print(f"{name:8s} {hw:3d}x{hw:<3d} x {c:4d}  {m:7s} failed: {e!r}"[:300])
                 totals[m] = float("inf")
@@ -83,7 +93,8 @@ def main():
                 ref = gk
             err = float(np.linalg.norm(gk - ref) / np.linalg.norm(ref))
             totals[m] += t
-            print(f"{name:8s} {hw:3d}x{hw:<3d} x {c:4d}  {m:7s} {t * 1e3:8.3f} ms  compile "
+            print(f"{name:8s} {hw:3d}x{hw:<3d} x {c:4d}  {m:7s} {t * 1e3:8.3f} ms (forward "
+                  f"{fwd * 1e3:7.3f})  compile "
                   f"{comp:5.1f} s  first {first * 1e3:8.1f} ms  XLA {flops / 1e9:8.2f} GFLOP "
                   f"(depthwise work {useful / 1e9:.2f})  dK rel. diff {err:.1e}", flush=True)
     for m in methods:

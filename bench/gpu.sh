@@ -7,7 +7,8 @@
 # OUT_DIR: an empty folder (logs are appended to); on a lent machine, $OUT.
 #
 # full (default):
-# 1. bench/depthwise.py: depthwise kernel-gradient methods; the fastest is used below.
+# 1. bench/depthwise.py: the depthwise methods native, rows, shifts; the faster of native and
+#    rows is used below.
 # 2. bench/train_step.py: rgc_intermediate at 224 px, batch 32, bf16, with its feedforward
 #    scaffold and ResNet-50 in the same process, filling a persistent compilation cache.
 # 3. The same model in a second process reusing that cache (compile + first step).
@@ -19,9 +20,11 @@
 # 2. T=17 with autotuning off (XLA_FLAGS=--xla_gpu_autotune_level=0) at batch 32 and 128, with
 #    the scaffold and ResNet-50 under the same flags.
 # legacy_cudnn: the next test of where the first step goes (per-convolution cuDNN plan building
-# at the first execution?): XLA_FLAGS=--xla_gpu_enable_cudnn_frontend=false (cuDNN's legacy
-# API, no runtime-compiled engines) with autotuning on, batch 32 and 128, scaffold and
-# ResNet-50 under the same flags; then a second process on the same compilation cache.
+# at the first execution?): first bench/depthwise.py for native, rows and shifts (shifts runs
+# the depthwise convs as fused elementwise kernels, no cuDNN call); then, with the faster of
+# native and rows, XLA_FLAGS=--xla_gpu_enable_cudnn_frontend=false
+# (cuDNN's legacy API, no runtime-compiled engines) with autotuning on, batch 32 and 128,
+# scaffold and ResNet-50 under the same flags; then a second process on the same cache.
 set -u
 out=${1:-${OUT:-/tmp/bench_out}}
 budget=${2:-540}
@@ -42,6 +45,14 @@ python3 -c "import jax, keras; print('jax', jax.__version__, 'keras', keras.__ve
 cache=/tmp/jax_cache
 left() { echo $((budget - SECONDS)); }
 common=(--model=rgc_intermediate --image_size=224 --precision=bf16 --steps=10 --repeats=3)
+# depthwise_best: runs bench/depthwise.py (native, rows, shifts) into $out/depthwise.txt and
+# prints the faster of native and rows for the train steps; shifts is timed only (its step
+# compiles 3-4x longer, bench/RESULTS.md).
+depthwise_best() {
+    timeout 110 python3 bench/depthwise.py --methods=native,rows,shifts >"$out/depthwise.txt" 2>&1
+    awk '/^total (native|rows) / { if (m == "" || $3 < t) { t = $3; m = $2 } }
+         END { print (m == "" ? "auto" : m) }' "$out/depthwise.txt"
+}
 # step LIMIT_S LOG ARGS...: bench/train_step.py on rgc_intermediate (common) with ARGS, its
 # output without the runtime's log lines, appended to $out/LOG.
 step() {
@@ -52,15 +63,14 @@ step() {
 }
 
 if [ "$plan" = legacy_cudnn ]; then
+    best=$(depthwise_best)
+    cat "$out/depthwise.txt"
     export XLA_FLAGS=--xla_gpu_enable_cudnn_frontend=false
-    step 330 legacy_cudnn.txt --batch=32,128 --compile_cache=$cache --resnet50_batch=128 \
-        --baseline_batch=128
+    step 290 legacy_cudnn.txt --batch=32,128 --depthwise="$best" \
+        --compile_cache=$cache --resnet50_batch=128 --baseline_batch=128
     echo "--- second process, same cache ($(left) s left)"
-    step 150 legacy_cudnn_cached.txt --batch=32 --compile_cache=$cache --baseline=
-    if [ "$(left)" -gt 120 ]; then
-        echo "--- fused cell convolutions ($(left) s left)"
-        step $(($(left) - 5)) legacy_cudnn_fused.txt --batch=32 --fuse_convs --baseline=
-    fi
+    step $(($(left) - 5)) legacy_cudnn_cached.txt --batch=32 --depthwise="$best" \
+        --compile_cache=$cache --baseline=
     echo "done in $SECONDS s"
     exit 0
 fi
@@ -72,9 +82,8 @@ if [ "$plan" = probe ]; then
     echo "done in $SECONDS s"
     exit 0
 fi
-timeout 100 python3 bench/depthwise.py 2>&1 | tee "$out/depthwise.txt"
-best=$(awk '/^best/{print $2}' "$out/depthwise.txt")
-best=${best:-auto}
+best=$(depthwise_best)
+cat "$out/depthwise.txt"
 
 (for remat in "" --remat; do
     XLA_FLAGS=--xla_gpu_autotune_level=0 timeout 200 python3 bench/train_step.py "${common[@]}" \

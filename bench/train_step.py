@@ -191,7 +191,7 @@ def main():
     p.add_argument("--times", type=int, default=0, help="override T (0: the model's)")
     p.add_argument("--remat", action="store_true", help="recompute each node step in backward")
     p.add_argument("--depthwise", default="auto",
-                   help="kernel-gradient method of the depthwise convs (tpu_convrnn.depthwise)")
+                   help="how the depthwise convs are computed (tpu_convrnn.depthwise methods)")
     p.add_argument("--fuse_convs", action=argparse.BooleanOptionalAction, default=False,
                    help="run a cell's convs of one tensor as one convolution (shared_input)")
     p.add_argument("--compile_cache", default="",
@@ -221,7 +221,7 @@ def main():
     print(f"backend {backend}, keras {keras.__version__}, device {kind}, precision "
           f"{args.precision}, image {args.image_size} px, XLA "
           f"{'on' if backend == 'jax' or args.xla else 'off'}"
-          f"{', remat' if args.remat else ''}, depthwise kernel gradient "
+          f"{', remat' if args.remat else ''}, depthwise method "
           f"{resolve_method(args.depthwise)}, "
           f"{'fused' if args.fuse_convs else 'separate'} convs per cell tensor", flush=True)
     extra = {"times": args.times} if args.times else {}

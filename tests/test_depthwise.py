@@ -26,7 +26,7 @@ def _value_and_grads(method, x, k, r):
 
 
 @pytest.mark.parametrize("shape,ksize", CASES)
-@pytest.mark.parametrize("method", ["taps", "rows"])
+@pytest.mark.parametrize("method", ["taps", "rows", "shifts"])
 def test_custom_kernel_gradient_matches_native(method, shape, ksize):
     rng = np.random.default_rng(hash((method, shape)) % 2**32)
     x = rng.normal(size=shape).astype("float32")
@@ -41,14 +41,14 @@ def test_custom_kernel_gradient_matches_native(method, shape, ksize):
 
 
 def test_bad_method_and_unsupported_layer_are_named():
-    with pytest.raises(ValueError, match="depthwise method 'fast'.*native, taps, rows"):
+    with pytest.raises(ValueError, match="depthwise method 'fast'.*native, taps, rows, shifts"):
         depthwise.resolve_method("fast")
     with pytest.raises(ValueError, match="'sep'.*only stride 1, SAME"):
         depthwise.SeparableConv2D(4, 3, strides=2, padding="same", name="sep")
     assert depthwise.resolve_method("auto") == "native"  # TensorFlow backend
 
 
-@pytest.mark.parametrize("method", ["native", "rows"])
+@pytest.mark.parametrize("method", ["native", "rows", "shifts"])
 def test_separable_layer_equals_keras_layer(method):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 10, 10, 6)).astype("float32")
@@ -74,7 +74,7 @@ def test_cell_gradients_do_not_depend_on_the_method():
     c0 = rng.normal(size=(2, 6, 6, 4)).astype("float32")
     h0 = rng.normal(size=(2, 6, 6, 8)).astype("float32")
     grads = {}
-    for method in ("native", "rows", "taps"):
+    for method in ("native", "rows", "taps", "shifts"):
         keras.utils.set_random_seed(0)
         cell = ReciprocalGatedCell(out_depth=8, cell_depth=4, tau_filter_size=5,
                                    gate_filter_size=3, tau_depth_separable=True,
@@ -85,7 +85,7 @@ def test_cell_gradients_do_not_depend_on_the_method():
             loss = tf.reduce_sum(h * h) + tf.reduce_sum(c)
         grads[method] = [g.numpy() for g in tape.gradient(loss, cell.trainable_variables)]
     assert len(grads["native"]) >= 8
-    for method in ("rows", "taps"):
+    for method in ("rows", "taps", "shifts"):
         for a, b in zip(grads[method], grads["native"]):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
@@ -103,9 +103,17 @@ out = {}
 for m in depthwise.METHODS:
     f = lambda x, k: ops.sum(depthwise.depthwise_conv_same(x, k, m) * r)
     out[m] = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(x, k)
-for m in ("taps", "rows"):
+for m in ("taps", "rows", "shifts"):
     for a, b in zip(jax.tree_util.tree_leaves(out[m]), jax.tree_util.tree_leaves(out["native"])):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+# bfloat16 (the GPU runs): the output keeps the input's dtype and matches float32 to bf16 round-off
+xb, kb = x.astype(jax.numpy.bfloat16), k.astype(jax.numpy.bfloat16)
+for m in depthwise.METHODS:
+    y = depthwise.depthwise_conv_same(xb, kb, m)
+    assert y.dtype == jax.numpy.bfloat16, (m, y.dtype)
+    y32 = depthwise.depthwise_conv_same(xb.astype("float32"), kb.astype("float32"), "native")
+    err = np.abs(np.asarray(y, np.float32) - np.asarray(y32)).max() / np.abs(np.asarray(y32)).max()
+    assert err < 2e-2, (m, err)
 print("OK")
 """
 

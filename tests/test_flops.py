@@ -28,12 +28,14 @@ def test_counts_and_loss_reaching_work(memory, reaching_conv_steps):
     assert f["train_step"] == 3 * f["forward_to_loss"]
 
 
-def test_separable_and_depthwise_counted():
+@pytest.mark.parametrize("method", ["native", "rows", "shifts"])
+def test_separable_and_depthwise_counted(method):
+    """The same hand count however the depthwise convs run (``shifts`` has no conv op)."""
     cell = {"kind": "median_reciprocal_gated", "cell_depth": 2}
     model = ConvRNN([{"name": "c", "pre": [{"op": "conv", "filters": 4, "kernel_size": 1}],
                       "memory": cell},
                      {"name": "out", "pre": ["gap", {"op": "fc", "units": 3}]}],
-                    [["c", "out"]], times=2, image_size=4)
+                    [["c", "out"]], times=2, image_size=4, depthwise=method)
     hw = 16
     pre = 2 * hw * 3 * 4
     in_cell = 2 * hw * (2 * 2 * 4) * 2            # 2x2 conv 4 -> 2

@@ -1,4 +1,4 @@
-"""Depthwise convolution (stride 1, TF ``SAME``) with a choice of kernel-gradient computation.
+"""Depthwise convolution (stride 1, TF ``SAME``) with a choice of how it and its gradients run.
 
 XLA expresses the kernel gradient of a depthwise convolution as a convolution with
 ``batch_group_count = C``. On CPU it rewrites that into a *dense* C x C convolution whose
@@ -6,16 +6,24 @@ off-diagonal blocks are masked away afterwards (``ConvolutionGroupConverter``): 
 (XLA's own count: 2.26 GFLOP where the depthwise work is 0.06, bench/RESULTS.md). On an H100 the
 native op (a cuDNN call) was the fastest of the three below, so the choice matters for JAX on CPU.
 
-``depthwise_conv_same(x, kernel, method)`` keeps the forward pass and the input gradient as
-depthwise convolutions and computes the kernel gradient another way:
+``depthwise_conv_same(x, kernel, method)``:
 
 * ``"native"``: plain ``keras.ops.depthwise_conv`` and automatic differentiation;
-* ``"taps"``: one reduction over the ``k_h * k_w`` shifted copies of the padded input times the
+* ``"taps"``: the forward pass and the input gradient as depthwise convolutions; the kernel
+  gradient as one reduction over the ``k_h * k_w`` shifted copies of the padded input times the
   upstream gradient, ``dK[i, j, c] = sum_{n,h,w} x_pad[n, h+i, w+j, c] g[n, h, w, c]``
   (the depthwise work, as one reduction over shifted reads);
-* ``"rows"``: for each kernel row, one batched matrix product over channels
-  ``R[c, x, w] = sum_{n,h} x_pad[n, h+i, x, c] g[n, h, w, c]`` whose diagonals ``x = w + j`` are
-  the kernel row's gradient (``W_pad / k_w`` times the depthwise work, on the matrix units).
+* ``"rows"``: as ``"taps"``, but the kernel gradient as one batched matrix product over
+  channels per kernel row, ``R[c, x, w] = sum_{n,h} x_pad[n, h+i, x, c] g[n, h, w, c]``, whose
+  diagonals ``x = w + j`` are the kernel row's gradient (``W_pad / k_w`` times the depthwise
+  work, on the matrix units);
+* ``"shifts"``: no convolution op at all: the forward pass and the input gradient as sums over
+  the ``k_h * k_w`` shifted copies times the kernel taps,
+  ``y[n, h, w, c] = sum_{i,j} x_pad[n, h+i, w+j, c] K[i, j, c]`` (accumulated in float32; one
+  elementwise kernel that XLA fuses, reading the input from cache), the kernel gradient as in
+  ``"rows"``. A depthwise convolution does 2 FLOPs per loaded value per tap, so it is bound by
+  memory traffic, which these fused kernels keep at one read of each tensor; ``"rows"`` and
+  ``"shifts"`` differ only in the forward pass and the input gradient.
 
 All give the same values (tested against ``"native"`` on both backends). Written with
 ``keras.ops`` only.
@@ -28,7 +36,7 @@ from keras import ops
 
 from tpu_convrnn.ops import same_padding
 
-METHODS = ("native", "taps", "rows")
+METHODS = ("native", "taps", "rows", "shifts")
 
 
 def _pads(shape, kernel_shape):
@@ -40,13 +48,30 @@ def _pad(x, pads):
     return ops.pad(x, [[0, 0], list(pads[0]), list(pads[1]), [0, 0]])
 
 
-def _input_grad(g, kernel, pads):
+def _valid(xp, kernel, shifts):
+    """VALID depthwise conv of the padded ``xp``: the backend's op, or (``shifts``) a sum over
+    the shifted copies of ``xp`` times the kernel taps, accumulated in float32."""
+    if not shifts:
+        return ops.depthwise_conv(xp, kernel, strides=1, padding="valid")
+    kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
+    h, w = int(xp.shape[1]) - kh + 1, int(xp.shape[2]) - kw + 1
+    taps = ops.cast(kernel[..., 0], "float32")  # [kh, kw, C]
+    x32 = ops.cast(xp, "float32")
+    y = None
+    for i in range(kh):
+        for j in range(kw):
+            term = x32[:, i:i + h, j:j + w, :] * taps[i, j]
+            y = term if y is None else y + term
+    return ops.cast(y, xp.dtype)
+
+
+def _input_grad(g, kernel, pads, shifts=False):
     """dx of a SAME depthwise conv: a VALID depthwise conv of g, padded the other way round,
     with the kernel flipped."""
     kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
     back = [(kh - 1 - pads[0][0], kh - 1 - pads[0][1]), (kw - 1 - pads[1][0], kw - 1 - pads[1][1])]
     flipped = ops.flip(ops.flip(kernel, axis=0), axis=1)
-    return ops.depthwise_conv(_pad(g, back), flipped, strides=1, padding="valid")
+    return _valid(_pad(g, back), flipped, shifts)
 
 
 def _kernel_grad_taps(xp, g, kh, kw):
@@ -74,13 +99,14 @@ def _kernel_grad_rows(xp, g, kh, kw):
     return dk[..., None]
 
 
-_KERNEL_GRADS = {"taps": _kernel_grad_taps, "rows": _kernel_grad_rows}
+_KERNEL_GRADS = {"taps": _kernel_grad_taps, "rows": _kernel_grad_rows,
+                 "shifts": _kernel_grad_rows}
 
 
 def depthwise_conv_same(x, kernel, method: str = "taps"):
     """Depthwise conv of NHWC ``x`` with ``kernel`` [k_h, k_w, C, 1], stride 1, TF SAME padding
-    (even kernels pad bottom/right). ``method`` chooses how the kernel gradient is computed (see
-    the module docstring); the values are the same."""
+    (even kernels pad bottom/right). ``method`` chooses how the convolution and its gradients
+    are computed (see the module docstring); the values are the same."""
     if method not in METHODS:
         raise ValueError(f"depthwise method {method!r}: expected one of {', '.join(METHODS)}")
     if int(kernel.shape[-1]) != 1:
@@ -90,14 +116,15 @@ def depthwise_conv_same(x, kernel, method: str = "taps"):
     pads = _pads(x.shape, kernel.shape)
     kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
     kernel_grad = _KERNEL_GRADS[method]
+    shifts = method == "shifts"
 
     @ops.custom_gradient
     def conv(x, kernel):
-        y = ops.depthwise_conv(_pad(x, pads), kernel, strides=1, padding="valid")
+        y = _valid(_pad(x, pads), kernel, shifts)
 
         def grad(*args, upstream=None):
             g = args[0] if upstream is None else upstream
-            dx = _input_grad(g, kernel, pads)
+            dx = _input_grad(g, kernel, pads, shifts)
             dk = kernel_grad(_pad(x, pads), g, kh, kw)
             return dx, ops.cast(dk, kernel.dtype)
         return y, grad
@@ -109,7 +136,8 @@ def depthwise_conv_same(x, kernel, method: str = "taps"):
 def resolve_method(method: str) -> str:
     """``"auto"``: ``"rows"`` under Keras' JAX backend on CPU, where XLA rewrites the native
     kernel gradient into the dense convolution; ``"native"`` elsewhere (XLA on GPU keeps it a
-    cuDNN depthwise convolution, the fastest of the three there: bench/RESULTS.md)."""
+    cuDNN depthwise convolution, the fastest of native, taps and rows on an H100:
+    bench/RESULTS.md; ``"shifts"`` is not measured on a GPU yet)."""
     if method == "auto":
         if keras.backend.backend() == "jax":
             import jax

@@ -26,7 +26,7 @@ def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edg
     node's step in the backward pass. ``grow_image_size``: if the graph cannot take
     ``image_size`` (e.g. the shallow readout's 2x2 valid conv needs a 2x2 map), use the smallest
     larger multiple of 8 that it can (for small-image CPU runs of any model). ``depthwise``:
-    how the depthwise convolutions' kernel gradient is computed (``tpu_convrnn.depthwise``;
+    how the depthwise convolutions and their gradients are computed (``tpu_convrnn.depthwise``;
     the values are the same, only the speed differs). ``fuse_convs``: run a cell's convs of
     one tensor as one convolution (``tpu_convrnn.shared_input``; same values, a quarter fewer
     convolutions in rgc_intermediate's step; off by default until its speed is measured on GPU).
