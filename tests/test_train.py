@@ -38,9 +38,13 @@ def test_four_replicas_give_the_single_replica_loss_and_gradients(tmp_path):
     names = [k[len("start/"):] for k in w if k.startswith("start/")]
     moved = 0
     for k in names:  # SGD, no momentum: update = -lr * clipped gradient of the global batch
-        g1, g4 = w["start/" + k] - w["single/" + k], w["start/" + k] - w["mirrored/" + k]
-        np.testing.assert_allclose(g4, g1, rtol=1e-4, atol=1e-6 * np.abs(g1).max() + 1e-12,
-                                   err_msg=k)
+        start = w["start/" + k]
+        g1, g4 = start - w["single/" + k], start - w["mirrored/" + k]
+        # Summation order differs between 1 and 4 replicas, and each updated weight is rounded
+        # to float32: allow float32 round-off of the sums plus one ulp of the weight itself.
+        tol = 1e-4 * np.abs(g1) + 1e-6 * np.abs(g1).max() + 1e-12 + np.spacing(np.abs(start))
+        worst = np.unravel_index(np.argmax(np.abs(g4 - g1) - tol), g1.shape)
+        assert np.all(np.abs(g4 - g1) <= tol), (k, worst, g4[worst], g1[worst], start[worst])
         moved += bool(np.abs(g1).max() > 0)
     assert moved >= len(names) // 2  # the comparison is not vacuous
 
