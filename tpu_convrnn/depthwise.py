@@ -4,7 +4,8 @@ XLA expresses the kernel gradient of a depthwise convolution as a convolution wi
 ``batch_group_count = C``. On CPU it rewrites that into a *dense* C x C convolution whose
 off-diagonal blocks are masked away afterwards (``ConvolutionGroupConverter``): C times the work
 (XLA's own count: 2.26 GFLOP where the depthwise work is 0.06, bench/RESULTS.md). On an H100 the
-native op (a cuDNN call) was the fastest of the three below, so the choice matters for JAX on CPU.
+native op (a cuDNN call) was the fastest of native, taps and rows below, so the choice matters
+for JAX on CPU.
 
 ``depthwise_conv_same(x, kernel, method)``:
 
@@ -22,8 +23,9 @@ native op (a cuDNN call) was the fastest of the three below, so the choice matte
   ``y[n, h, w, c] = sum_{i,j} x_pad[n, h+i, w+j, c] K[i, j, c]`` (accumulated in float32; one
   elementwise kernel that XLA fuses, reading the input from cache), the kernel gradient as in
   ``"rows"``. A depthwise convolution does 2 FLOPs per loaded value per tap, so it is bound by
-  memory traffic, which these fused kernels keep at one read of each tensor; ``"rows"`` and
-  ``"shifts"`` differ only in the forward pass and the input gradient.
+  memory traffic, which one fused kernel can keep near one read of each tensor (not yet
+  measured on a GPU); ``"rows"`` and ``"shifts"`` differ only in the forward pass and the input
+  gradient. The whole training step takes longer to compile (4.8x on CPU, bench/RESULTS.md).
 
 All give the same values (tested against ``"native"`` on both backends). Written with
 ``keras.ops`` only.
