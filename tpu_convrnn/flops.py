@@ -21,6 +21,7 @@ from keras import ops
 from keras.src import ops as src_ops
 
 from tpu_convrnn import depthwise as depthwise_lib
+from tpu_convrnn import shared_input
 
 
 @contextlib.contextmanager
@@ -56,15 +57,17 @@ def _counting(counter):
         for k, fn in (("conv", conv), ("depthwise_conv", depthwise_conv),
                       ("separable_conv", separable_conv), ("matmul", matmul)):
             setattr(module, k, fn)
-    # Model FLOPs do not depend on how a depthwise conv runs ("shifts" has no conv op): count
-    # every one as the native op.
-    same = depthwise_lib.depthwise_conv_same
+    # Model FLOPs come from each layer's own kernel, whatever runs it: every depthwise conv is
+    # counted as the native op ("shifts" has no conv op), and a cell's convs of one tensor one by
+    # one (shared_input fuses them into one conv with zero-padded kernels).
+    same, shared = depthwise_lib.depthwise_conv_same, shared_input.apply_shared
     depthwise_lib.depthwise_conv_same = lambda x, kernel, method="native": same(x, kernel,
                                                                                 "native")
+    shared_input.apply_shared = lambda x, layers: [layer(x) for layer in layers]
     try:
         yield
     finally:
-        depthwise_lib.depthwise_conv_same = same
+        depthwise_lib.depthwise_conv_same, shared_input.apply_shared = same, shared
         for module in (src_ops, ops):
             for k, fn in originals.items():
                 setattr(module, k, fn)
@@ -86,21 +89,12 @@ def node_flops(model) -> dict:
             node(x, [ops.zeros(s) for s in o_shapes], node.get_initial_state(1))
             return x
         counter = [0]
-        # Model FLOPs come from each layer's own kernel, so a cell's shared-input fusion (which
-        # zero-pads smaller kernels) is switched off while counting.
-        fused = getattr(node.cell, "fuse_convs", False)
-        if fused:
-            node.cell.fuse_convs = False
-        try:
-            with _counting(counter):
-                if keras.backend.backend() == "jax":
-                    import jax
-                    jax.eval_shape(run)
-                else:
-                    run()
-        finally:
-            if fused:
-                node.cell.fuse_convs = True
+        with _counting(counter):
+            if keras.backend.backend() == "jax":
+                import jax
+                jax.eval_shape(run)
+            else:
+                run()
         out[n] = counter[0]
     return out
 
