@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+from jax_subprocess import needs_jax, run_command_under_jax
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -23,13 +25,11 @@ def test_train_step_benchmark_runs():
     assert "images/s" in proc.stdout and "recurrence_overhead =" in proc.stdout
 
 
+@needs_jax
 def test_depthwise_benchmark_runs_under_jax():
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "bench/depthwise.py", "--batch=1", "--scale=0.15",
-                           "--repeats=1", "--dtype=float32"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "total rows" in proc.stdout and "\nbest " in proc.stdout
+    out = run_command_under_jax([sys.executable, "bench/depthwise.py", "--batch=1",
+                                 "--scale=0.15", "--repeats=1", "--dtype=float32"], cwd=REPO)
+    assert "total rows" in out and "\nbest " in out
 
 
 def test_gpu_session_script_is_shellcheck_clean():  # shellcheck comes with the test extra
