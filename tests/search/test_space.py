@@ -1,0 +1,189 @@
+"""The search space, its checks, parameters -> gin bindings, references, hashes, the median."""
+import os
+
+import optuna
+import pytest
+
+from tpu_convrnn import models, zoo
+from tpu_convrnn.gin_files import REPO_ROOT
+from tpu_convrnn.search import candidate, config, references, report, sample, study
+from tpu_convrnn.search.__main__ import main
+from tpu_convrnn.train import TrainConfig
+
+SMALL = os.path.join(REPO_ROOT, "gin", "search", "small.gin")
+MEDIAN = os.path.join(REPO_ROOT, "gin", "search", "median_cell.gin")
+
+
+def _space(path, *extra):
+    import gin
+
+    from tpu_convrnn import gin_config
+    from tpu_convrnn.gin_files import parse_gin
+    gin.clear_config()
+    parse_gin([path], list(extra))
+    return gin_config.space(), gin_config.study()
+
+
+def _gin(tmp_path, *lines):
+    path = tmp_path / "space.gin"
+    path.write_text("\n".join([f"include '{SMALL}'"] + list(lines)) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("binding, words", [
+    ("space.cell = {'tua_filter_size': ('int', 1, 3)}", "unknown knob 'tua_filter_size'"),
+    ("space.cell_layers = ['conv3', 'conv9']", "unknown cell layer 'conv9'"),
+    ("space.feedback_edges = [['conv3', 'conv5']]", "conv3 -> conv5 is not later -> earlier"),
+    ("space.cell = {'tau_filter_size': ('int', 3, 3)}", "empty range [3, 3]"),
+    ("space.feedback = {'feedback_size': ('int', 1, 3)}", "unknown feedback knob"),
+    ("space.train = {'lr': ('float', 0.1, 1.0)}", "unknown training knob 'lr'"),
+    ("study.max_steps = 50", "is not study.min_steps (20) x study.reduction_factor (3) ** k"),
+])
+def test_bad_spaces_are_one_line_errors_naming_file_and_line(tmp_path, capsys, binding, words):
+    path = _gin(tmp_path, "# a comment", binding)
+    rc = main(["run", f"--space={path}", f"--study_dir={tmp_path}/study", "--n_trials=1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1, err
+    assert f"{path}, line 3" in err and words in err, err
+    assert not os.path.exists(tmp_path / "study" / "study.db")  # nothing was started
+
+
+def test_unreachable_storage_is_one_line_and_never_shows_the_password(tmp_path, capsys,
+                                                                      monkeypatch):
+    import socket
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv(study.PASSWORD_ENV, "hunter2-secret")
+    rc = main(["run", f"--space={SMALL}", f"--study_dir={tmp_path}", "--n_trials=1",
+               f"--storage=postgresql://search@127.0.0.1:{port}/search"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert "cannot reach the study storage postgresql://search:***@127.0.0.1" in err, err
+    assert "hunter2-secret" not in err
+
+
+def test_the_password_comes_from_a_file_and_is_masked(tmp_path):
+    (tmp_path / "pw").write_text("s3cret\n")
+    url = study.storage_url("postgresql://u@h:5432/db", str(tmp_path), str(tmp_path / "pw"))
+    assert url == "postgresql://u:s3cret@h:5432/db"
+    assert study.mask_url(url) == "postgresql://u:***@h:5432/db"
+    assert study.storage_url(None, str(tmp_path)).startswith("sqlite:///")
+
+
+def test_a_study_refuses_a_worker_with_another_space(tmp_path):
+    space, cfg = _space(SMALL)
+    storage = study.open_storage(study.storage_url(None, str(tmp_path)), cfg)
+    _, created = study.open_study(space, cfg, storage, "s")
+    _, again = study.open_study(space, cfg, storage, "s")
+    assert created and not again
+    other, cfg = _space(SMALL, "space.train = {'base_lr': ('float', 0.1, 2.0, 'log')}")
+    with pytest.raises(ValueError, match=r"created with another space .*space\.train\.base_lr"):
+        study.open_study(other, cfg, storage, "s", space_file="mine.gin")
+
+
+def test_parameters_become_edges_cells_and_tied_multipliers():
+    space, _ = _space(MEDIAN)
+
+    class Ask:  # answers every suggestion with the lowest value / first choice, edges chosen
+        def suggest_int(self, name, low, high, log=False):
+            return low
+
+        def suggest_float(self, name, low, high, log=False):
+            return low
+
+        def suggest_categorical(self, name, choices):
+            if name.startswith("edge."):
+                return name in ("edge.conv10->conv4", "edge.conv7->conv6")
+            return choices[0]
+    params = sample.suggest(Ask(), space)
+    b = sample.bindings(space, params)
+    # rgc_intermediate has 5 feedback edges: conv7->conv6 stays, the other 4 go, one is added
+    assert b["model.add_edges"] == [["conv10", "conv4"]]
+    assert sorted(map(tuple, b["model.remove_edges"])) == sorted(
+        tuple(e) for e in zoo.RGC_FEEDBACK if e != ["conv7", "conv6"])
+    cell = b["model.cells"]["conv4"]
+    assert cell["tau_multiplier"] == -cell["tau_offset"] == -0.1
+    assert cell["kernel_initializer"]["config"]["scale"] == 0.1
+    assert "feedback_entry" in cell and "feedback_entry" in b["model.cells"]["conv6"]
+    assert "feedback_entry" not in b["model.cells"]["conv5"]  # receives nothing
+    assert {p for p in params if p.startswith("fb.")} == {
+        f"fb.{layer}.{k}" for layer in ("conv4", "conv6") for k in config.FEEDBACK_KNOBS}
+
+
+def _built(base, bindings, size):
+    return models.build_model(base, cells=bindings["model.cells"],
+                              add_edges=bindings["model.add_edges"],
+                              remove_edges=bindings["model.remove_edges"], image_size=size)
+
+
+def test_the_median_reference_is_the_released_rgc_intermediate():
+    space, _ = _space(MEDIAN)
+    recipe = TrainConfig(base_lr=0.03, clip_value=0.32)  # gin/recipes/imagenet.gin's values
+    params = references.reference_params(space, recipe)["median_rgc"]
+    model = _built("rgc_intermediate", sample.bindings(space, params), 64)
+    released = models.build_model("rgc_intermediate", image_size=64)
+    assert model.count_params() == zoo.PARAM_COUNTS["rgc_intermediate"]
+    assert candidate.architecture_hash(model) == candidate.architecture_hash(released)
+
+
+def test_the_shallow_reference_is_the_released_rgc_shallow_cell():
+    space, _ = _space(SMALL, "space.trial_bindings = []")
+    params = references.reference_params(space, TrainConfig())["shallow_rgc_cell"]
+    model = _built("rgc_shallow", sample.bindings(space, params), 72)
+    released = models.build_model("rgc_shallow", image_size=72)
+    assert model.count_params() == zoo.PARAM_COUNTS["rgc_shallow"]
+    assert candidate.architecture_hash(model) == candidate.architecture_hash(released)
+    # and the hash sees a change of one argument
+    params["cell.gate_filter_size"] = 2
+    changed = _built("rgc_shallow", sample.bindings(space, params), 72)
+    assert candidate.architecture_hash(changed) != candidate.architecture_hash(released)
+
+
+def test_a_reference_outside_the_space_is_an_error():
+    space, _ = _space(SMALL, "space.references = ['median_rgc']")
+    with pytest.raises(ValueError, match=r"reference 'median_rgc': cell.tau_filter_size = 7 is "
+                                         r"not in the space \(int in \[1, 3\]\)"):
+        references.reference_params(space, TrainConfig())
+
+
+def test_a_filter_larger_than_its_map_is_rejected_before_training(tmp_path):
+    space, _ = _space(SMALL, "space.cell = {'tau_filter_size': ('int', 1, 5)}")
+    params = {"cell.tau_filter_size": 5, "train.base_lr": 0.4,
+              **{sample.edge_param(s, d): False for s, d in space.candidate_edges()}}
+    gin_path = candidate.write_trial_gin(str(tmp_path / "t.gin"), space,
+                                         sample.bindings(space, params), None)
+    # 72 px: conv3's cell sees 9x9, conv4's 5x5, conv5's 3x3 (the cell's tau convs of c and h)
+    with pytest.raises(candidate.Rejected, match=r"^layer conv5: cell_tau_filter_size = 5 is "
+                                                 r"larger than its 3x3 map"):
+        candidate.inspect_gin(gin_path)
+    info = candidate.inspect_gin(gin_path, filters_fit_maps=False)
+    assert info["params"] > 0 and info["flops_train_step"] > 0
+
+
+def test_median_of_the_top_trials():
+    space, _ = _space(SMALL)
+    dists = {}
+
+    def trial(lr, tau, nonlin, edges, value):
+        params = {"cell.tau_filter_size": tau, "cell.tau_nonlinearity": nonlin,
+                  "train.base_lr": lr}
+        d = {"cell.tau_filter_size": optuna.distributions.IntDistribution(1, 3),
+             "cell.tau_nonlinearity": optuna.distributions.CategoricalDistribution(
+                 ["sigmoid", "tanh"]),
+             "train.base_lr": optuna.distributions.FloatDistribution(0.1, 1.0, log=True)}
+        for s, t in space.candidate_edges():
+            params[sample.edge_param(s, t)] = [s, t] in edges
+            d[sample.edge_param(s, t)] = optuna.distributions.CategoricalDistribution(
+                [False, True])
+        dists.update(d)
+        return optuna.trial.create_trial(params=params, distributions=d, value=value)
+
+    top = [trial(0.2, 1, "tanh", [["conv5", "conv3"]], 0.9),
+           trial(0.4, 3, "tanh", [["conv5", "conv3"], ["conv4", "conv3"]], 0.8),
+           trial(0.8, 3, "sigmoid", [], 0.7)]
+    m = report.median_params(space, top)
+    assert m["train.base_lr"] == 0.4 and m["cell.tau_filter_size"] == 3
+    assert m["cell.tau_nonlinearity"] == "tanh"
+    assert m["edge.conv5->conv3"] is True and m["edge.conv4->conv3"] is False

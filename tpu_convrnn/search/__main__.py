@@ -1,0 +1,197 @@
+"""``python -m tpu_convrnn.search run|report``: the architecture search's command line.
+
+    # one machine, SQLite in the study folder, two worker processes
+    python -m tpu_convrnn.search run --space=gin/search/small.gin --study_dir=runs/small \
+        --n_trials=12 --workers=2
+    # many hosts: every process given the same PostgreSQL URL is a worker of the study
+    TPU_CONVRNN_STORAGE_PASSWORD=... python -m tpu_convrnn.search run \
+        --space=gin/search/median_cell.gin --study_dir=/tmp/search \
+        --trials_dir=gs://BUCKET/search/trials --storage=postgresql://search@10.0.0.2/search \
+        --n_trials=2000 --worker_index=3 --tpu=local
+    python -m tpu_convrnn.search report --space=gin/search/small.gin --study_dir=runs/small
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="python -m tpu_convrnn.search",
+                                description="Architecture search over ConvRNN cells and "
+                                "feedback (Optuna TPE + ASHA), on one machine or many.")
+    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--space", required=True, help="gin file binding space.* (what is "
+                        "searched) and study.* (budgets, sampler, faults); see gin/search/")
+    common.add_argument("--gin_param", action="append", default=[],
+                        help="extra space.*/study.* binding, after the file (repeatable)")
+    common.add_argument("--study_dir", required=True, help="local folder: trial gin files, "
+                        "logs, the data split, the SQLite storage (default), the report")
+    common.add_argument("--storage", default=None, help="SQLAlchemy URL of the study storage "
+                        "(default: sqlite:///STUDY_DIR/study.db); no password here: use "
+                        "$TPU_CONVRNN_STORAGE_PASSWORD or --storage_password_file")
+    common.add_argument("--storage_password_file", default=None,
+                        help="file holding the storage password")
+    common.add_argument("--study_name", default=None,
+                        help="default: study.name, else the space file's name")
+    run = sub.add_parser("run", parents=[common], help="be a worker (or start --workers "
+                         "local workers) of the study until it has --n_trials finished trials")
+    run.add_argument("--n_trials", type=int, required=True, help="finished (complete or "
+                     "pruned) trials of the whole study at which workers stop")
+    run.add_argument("--workers", type=int, default=1, help="local worker processes to start")
+    run.add_argument("--worker_index", type=int, default=0, help="this worker's index (seeds "
+                     "its sampler with study.seed + index; give each host its own)")
+    run.add_argument("--trials_dir", default=None, help="where trials train (checkpoints, "
+                     "metrics); default STUDY_DIR/trials; a gs:// folder for a TPU fleet, so "
+                     "a trial re-queued on another host resumes")
+    run.add_argument("--tpu", default=None, help="passed to each trial (e.g. 'local')")
+    report = sub.add_parser("report", parents=[common], help="print the top trials, write "
+                            "trials.csv, plots and the median-of-top-N gin file")
+    report.add_argument("--top", type=int, default=5, help="N of the top-N table and median")
+    report.add_argument("--output", default=None, help="default STUDY_DIR/report")
+    return p
+
+
+class Setup:
+    """What every command derives from the flags: the space, the settings, the storage."""
+
+    def __init__(self, args, with_heartbeat=True):
+        import gin
+
+        from tpu_convrnn.gin_files import parse_gin
+        from tpu_convrnn.search.config import SearchSpace, StudyConfig, locate
+        from tpu_convrnn.search.study import open_storage, storage_url
+        gin.clear_config()
+        parse_gin([args.space], args.gin_param)
+        from tpu_convrnn import gin_config
+        where = locate([args.space])
+        self.space, self.cfg = gin_config.space(), gin_config.study()
+        if not isinstance(self.space, SearchSpace) or not isinstance(self.cfg, StudyConfig):
+            raise ValueError(f"{args.space}: expected space.* and study.* bindings")
+        self.space.check(where)
+        self.cfg.check(where)
+        self.args = args
+        self.name = args.study_name or self.cfg.name or \
+            os.path.splitext(os.path.basename(args.space))[0]
+        os.makedirs(args.study_dir, exist_ok=True)
+        self.url = storage_url(args.storage, args.study_dir, args.storage_password_file)
+        self.storage = open_storage(self.url, self.cfg, with_heartbeat)
+
+
+def run(args) -> int:
+    from tpu_convrnn.search import candidate, references, study as study_lib
+    from tpu_convrnn.search.study import mask_url
+    s = Setup(args)
+    if args.workers < 1 or args.n_trials < 1:
+        raise ValueError("--workers and --n_trials must be positive")
+    base_gin = candidate.write_trial_gin(os.path.join(args.study_dir, "base.gin"), s.space,
+                                         {"model.base": s.space.base}, None,
+                                         "The trials' common setup (before the sample).")
+    _, recipe, data = candidate.parse_trial_gin(base_gin)
+    refs = references.reference_params(s.space, recipe)
+    split = study_lib.prepare_split(args.study_dir, data, s.cfg.minival_examples)
+    study, created = study_lib.open_study(s.space, s.cfg, s.storage, s.name, args.worker_index,
+                                          args.space)
+    if created:
+        study.set_user_attr("global_batch", recipe.global_batch)
+        study_lib.enqueue_references(study, refs)
+    print(f"study {s.name!r} in {mask_url(s.url)} ({'created' if created else 'joined'}); "
+          f"budgets {s.cfg.budgets()} steps; {len(refs)} reference trial(s)", flush=True)
+    if args.workers > 1:
+        return _start_workers(args)
+    return _work(args, s, study, split, recipe.warmup_steps / max(recipe.train_steps, 1))
+
+
+def _work(args, s, study, split, warmup_fraction) -> int:
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    from tpu_convrnn.search.worker import Interrupted, TrialFailed, Worker
+    trials_dir = args.trials_dir or os.path.join(os.path.abspath(args.study_dir), "trials")
+    worker = Worker(study, s.space, s.cfg, os.path.abspath(args.study_dir), trials_dir, split,
+                    warmup_fraction, args.worker_index, args.tpu)
+    worker.install_signal_handlers()
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+
+    def stop_on_crashes(study, frozen):
+        crashes = sum("error" in t.user_attrs for t in study.get_trials(
+            deepcopy=False, states=(TrialState.FAIL,)))
+        if crashes >= args.n_trials:
+            worker.log(f"{crashes} trials crashed: stopping (see the trial logs)")
+            study.stop()
+
+    if len(study.get_trials(deepcopy=False, states=finished)) < args.n_trials:
+        try:
+            study.optimize(worker.objective, catch=(TrialFailed,), gc_after_trial=True,
+                           callbacks=[MaxTrialsCallback(args.n_trials, states=finished),
+                                      worker.after_trial, stop_on_crashes])
+        except Interrupted as e:
+            worker.log(f"stopped: {e}")
+            return 0
+    trials = study.get_trials(deepcopy=False)
+    count = {st: sum(t.state == st for t in trials) for st in TrialState}
+    worker.log(f"study {s.name!r}: {count[TrialState.COMPLETE]} complete, "
+               f"{count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed "
+               f"({sum('rejected' in t.user_attrs for t in trials)} rejected before training); "
+               f"report: python -m tpu_convrnn.search report --space={args.space} "
+               f"--study_dir={args.study_dir}")
+    return 0
+
+
+def _start_workers(args) -> int:
+    """Starts ``--workers`` worker processes of this command and waits for them; SIGTERM and
+    Ctrl-C are passed on (each saves its rung and re-queues its trial)."""
+    argv, skip = [], False
+    for a in sys.argv[1:]:
+        if skip or a.startswith(("--workers=", "--worker_index=")):
+            skip = False
+            continue
+        skip = a in ("--workers", "--worker_index")
+        if not skip:
+            argv.append(a)
+    children = [subprocess.Popen([sys.executable, "-m", "tpu_convrnn.search"] + argv +
+                                 ["--workers=1", f"--worker_index={args.worker_index + i}"],
+                                 start_new_session=True)
+                for i in range(args.workers)]
+
+    def forward(signum, frame):
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(signal.SIGTERM)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    codes = [c.wait() for c in children]
+    return max(codes)
+
+
+def report(args) -> int:
+    from tpu_convrnn.search import report as report_lib
+    s = Setup(args, with_heartbeat=False)
+    import optuna
+    try:
+        study = optuna.load_study(study_name=s.name, storage=s.storage)
+    except KeyError:
+        raise ValueError(f"no study {s.name!r} in {args.storage or 'the study folder'}") \
+            from None
+    out = args.output or os.path.join(args.study_dir, "report")
+    report_lib.write_report(study, s.space, s.cfg, out, args.top, args.space)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": run, "report": report}[args.command](args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""What a search found: the top trials, every trial as CSV, the median of the top N, plots.
+
+``write_report(study, space, cfg, out, top)`` prints the top-N table and writes into ``out``:
+
+* ``trials.csv``: one row per trial (state, top-1, budget reached, parameters, FLOPs, compute,
+  reference / repeat / rejection / error, every sampled parameter);
+* ``median_top<N>.gin``: the paper's "median of the top N" architecture (per-parameter median
+  of numbers, mode of categories, the edges present in more than half of the top N), ready for
+  ``python -m tpu_convrnn.main --gin_file=...`` on the trials' recipe and data;
+* ``search.png``: best-so-far top-1 against trials and against training compute, the
+  distribution of top-1, feedback-edge frequency among the top N, parameter importances, and
+  top-1 against parameter count.
+"""
+from __future__ import annotations
+
+import collections
+import csv
+import os
+import statistics
+
+from tpu_convrnn.search import candidate, sample
+from tpu_convrnn.search.study import origin_number
+
+
+def _value(t):
+    if t.values:
+        return t.values[0]
+    if t.intermediate_values:
+        return t.intermediate_values[max(t.intermediate_values)]
+    return None
+
+
+def trial_rows(study, cfg) -> list:
+    from optuna.trial import TrialState
+    batch = study.user_attrs.get("global_batch", 0)
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        budget = t.user_attrs.get("budget")
+        trained = 0 if "repeat_of" in t.user_attrs or budget is None else \
+            sum(b for b in cfg.budgets() if b <= budget)
+        flops = t.user_attrs.get("flops_train_step")
+        rows.append({
+            "trial": t.number, "state": t.state.name, "origin": origin_number(t),
+            "top1": _value(t) if t.state in (TrialState.COMPLETE, TrialState.PRUNED) else None,
+            "budget": budget, "params": t.user_attrs.get("params"),
+            "gflop_per_image": None if flops is None else round(flops / 1e9, 4),
+            "train_pflop": None if flops is None else round(flops * trained * batch / 1e15, 6),
+            "reference": t.user_attrs.get("reference", ""),
+            "repeat_of": t.user_attrs.get("repeat_of", ""),
+            "rejected": t.user_attrs.get("rejected", ""), "error": t.user_attrs.get("error", ""),
+            "arch_hash": t.user_attrs.get("arch_hash", ""),
+            "gin": t.user_attrs.get("gin", ""), "trial_dir": t.user_attrs.get("trial_dir", ""),
+            **{f"param:{k}": v for k, v in t.params.items()}})
+    return rows
+
+
+def top_trials(study, cfg, n):
+    """The best ``n`` COMPLETE trials at the full budget (multi-objective: by top-1)."""
+    from optuna.trial import TrialState
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get("budget") == cfg.max_steps]
+    return sorted(done, key=lambda t: -t.values[0])[:n]
+
+
+def median_params(space, trials) -> dict:
+    """Per-parameter median (numbers; ints rounded) or mode (categories) over ``trials``;
+    edges kept if present in more than half; feedback settings over the trials that had them."""
+    from tpu_convrnn.search.config import parse_knob
+    knobs = space.knobs()
+    out = {}
+
+    def combine(values, knob):
+        if knob.kind in ("choice", "bool"):
+            counts = collections.Counter(map(repr, values))
+            best = max(counts.values())
+            return next(v for v in values if counts[repr(v)] == best)
+        m = statistics.median(values)
+        return int(round(m)) if knob.kind == "int" else float(m)
+
+    def put(p, knob):
+        values = [t.params[p] for t in trials if p in t.params]
+        if values:
+            out[p] = combine(values, knob)
+
+    for layer in ([None] if space.tied else space.cell_layers):
+        for name, knob in knobs["cell"].items():
+            put(sample.cell_param(space, layer, name), knob)
+    for src, dst in space.candidate_edges():
+        p = sample.edge_param(src, dst)
+        out[p] = sum(bool(t.params.get(p)) for t in trials) * 2 > len(trials)
+    for layer in sample.feedback_receivers(space, out):
+        for name, knob in knobs["feedback"].items():
+            p = f"fb.{layer}.{name}"
+            put(p, knob)
+            if p not in out:  # no top trial had feedback there (a fixed base edge)
+                out[p] = _first_choice(parse_knob(space.feedback[name], p))
+    for name, knob in knobs["train"].items():
+        put(f"train.{name}", knob)
+    return out
+
+
+def _first_choice(knob):
+    return knob.choices[0] if knob.choices else knob.low
+
+
+def write_report(study, space, cfg, out: str, top: int = 5, space_file: str = "") -> dict:
+    os.makedirs(out, exist_ok=True)
+    rows = trial_rows(study, cfg)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    csv_path = os.path.join(out, "trials.csv")
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, columns)
+        w.writeheader()
+        w.writerows(rows)
+    best = top_trials(study, cfg, top)
+    states = collections.Counter(r["state"] for r in rows)
+    print(f"study {study.study_name!r}: {len(rows)} trials (" + ", ".join(
+        f"{v} {k.lower()}" for k, v in sorted(states.items())) + f"); "
+        f"{sum(bool(r['rejected']) for r in rows)} rejected before training, "
+        f"{sum(r['repeat_of'] != '' for r in rows)} repeats not retrained")
+    print(f"top {len(best)} at the full budget ({cfg.max_steps} steps):")
+    print(f"{'rank':>4} {'trial':>5} {'top1':>7} {'params':>11} {'GFLOP/img':>10}  reference")
+    by_number = {r["trial"]: r for r in rows}
+    for i, t in enumerate(best):
+        r = by_number[t.number]
+        print(f"{i + 1:>4} {t.number:>5} {t.values[0]:>7.4f} {r['params']:>11,} "
+              f"{r['gflop_per_image']:>10.4g}  {r['reference']}")
+    result = {"csv": csv_path, "top": [t.number for t in best]}
+    if best:
+        params = median_params(space, best)
+        gin_path = os.path.join(out, f"median_top{len(best)}.gin")
+        candidate.write_trial_gin(
+            gin_path, space, sample.bindings(space, params), None,
+            f"The median of the top {len(best)} trials ({', '.join(str(t.number) for t in best)}"
+            f") of study {study.study_name} ({space_file}).\n"
+            f"  python -m tpu_convrnn.main --gin_file={gin_path} --mode=train_and_eval "
+            "--model_dir=DIR")
+        result["median_gin"] = gin_path
+        print(f"wrote {gin_path}")
+    result["plot"] = plot(study, space, cfg, rows, best, os.path.join(out, "search.png"))
+    print(f"wrote {csv_path} and {result['plot']}")
+    return result
+
+
+def plot(study, space, cfg, rows, best, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(2, 3, figsize=(15, 8.5))
+    scored = [r for r in rows if r["top1"] is not None]
+    full = [r for r in scored if r["budget"] == cfg.max_steps]
+    # best so far against trial number and against compute (full-budget results)
+    best_val, xs, ys, cx, compute = -1.0, [], [], [], 0.0
+    for r in sorted(rows, key=lambda r: r["trial"]):
+        compute += r["train_pflop"] or 0.0
+        if r in full and r["top1"] > best_val:
+            best_val = r["top1"]
+        if best_val >= 0:
+            xs.append(r["trial"])
+            ys.append(best_val)
+            cx.append(compute)
+    ax[0, 0].step(xs, ys, where="post")
+    ax[0, 0].scatter([r["trial"] for r in scored], [r["top1"] for r in scored], s=12,
+                     c=["C1" if r["state"] == "PRUNED" else "C0" for r in scored])
+    ax[0, 0].set(xlabel="trial", ylabel="minival top-1", title="best so far (dots: trials; "
+                 "orange: pruned)")
+    ax[0, 1].step(cx, ys, where="post")
+    ax[0, 1].set(xlabel="training compute so far (PFLOP)", ylabel="best minival top-1",
+                 title="best so far against compute")
+    ax[0, 2].hist([r["top1"] for r in full], bins=20, alpha=0.8, label="full budget")
+    ax[0, 2].hist([r["top1"] for r in scored if r["state"] == "PRUNED"], bins=20, alpha=0.6,
+                  label="pruned (last rung)")
+    ax[0, 2].set(xlabel="minival top-1", ylabel="trials", title="distribution of top-1")
+    ax[0, 2].legend()
+    edges = space.candidate_edges()
+    freq = [sum(bool(t.params.get(sample.edge_param(s, d))) for t in best) / max(len(best), 1)
+            for s, d in edges]
+    ax[1, 0].barh([f"{s}->{d}" for s, d in edges], freq)
+    ax[1, 0].axvline(0.5, color="gray", ls="--")
+    ax[1, 0].set(xlabel=f"fraction of the top {len(best)}", title="feedback edges among the "
+                 "top N (median keeps > 0.5)")
+    ax[1, 0].tick_params(axis="y", labelsize=7)
+    importances = {}
+    try:
+        import optuna
+        importances = optuna.importance.get_param_importances(
+            study, target=lambda t: t.values[0] if t.values else None)
+    except Exception as e:  # noqa: BLE001  (too few or constant trials)
+        ax[1, 1].text(0.5, 0.5, f"no importances:\n{str(e)[:80]}", ha="center", va="center",
+                      transform=ax[1, 1].transAxes, fontsize=8)
+    names = list(importances)[:12][::-1]
+    ax[1, 1].barh(names, [importances[n] for n in names])
+    ax[1, 1].set(xlabel="importance (fANOVA)", title="parameter importances")
+    ax[1, 1].tick_params(axis="y", labelsize=7)
+    with_params = [r for r in full if r["params"]]
+    ax[1, 2].scatter([r["params"] for r in with_params], [r["top1"] for r in with_params], s=14)
+    for r in with_params:
+        if r["reference"]:
+            ax[1, 2].annotate(r["reference"], (r["params"], r["top1"]), fontsize=7)
+    ax[1, 2].set(xscale="log", xlabel="parameters", ylabel="minival top-1",
+                 title="accuracy against size")
+    fig.suptitle(f"study {study.study_name}: {len(rows)} trials")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

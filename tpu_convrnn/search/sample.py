@@ -1,0 +1,116 @@
+"""From a search space to trial parameters, and from parameters to gin bindings.
+
+Parameter names (one name, one distribution, as Optuna requires):
+
+* ``cell.<knob>`` (tied cells) or ``<layer>.<knob>`` (one cell per layer);
+* ``edge.<source>-><target>``: whether that long-range edge exists (False/True);
+* ``fb.<layer>.<knob>``: feedback settings of a layer that receives at least one edge
+  (conditional: suggested only then);
+* ``train.<field>``: training knobs.
+
+``suggest(trial, space)`` asks any object with Optuna's ``suggest_int`` / ``suggest_float`` /
+``suggest_categorical`` for every parameter and returns the params; ``bindings(space, params)``
+turns params into the ``model.*`` / ``train.*`` values a trial's gin file binds.
+"""
+from __future__ import annotations
+
+from tpu_convrnn import zoo
+from tpu_convrnn.search.config import Knob, SearchSpace
+
+
+def edge_param(src: str, dst: str) -> str:
+    return f"edge.{src}->{dst}"
+
+
+def _suggest(trial, name, knob):
+    if knob.kind == "int":
+        return trial.suggest_int(name, int(knob.low), int(knob.high), log=knob.log)
+    if knob.kind == "float":
+        return trial.suggest_float(name, float(knob.low), float(knob.high), log=knob.log)
+    return trial.suggest_categorical(name, list(knob.choices))
+
+
+def cell_param(space: SearchSpace, layer: str, knob: str) -> str:
+    return f"cell.{knob}" if space.tied else f"{layer}.{knob}"
+
+
+def suggest(trial, space: SearchSpace) -> dict:
+    """Suggests every parameter of ``space`` on ``trial``; returns ``{name: value}``."""
+    knobs = space.knobs()
+    params = {}
+    for layer in ([None] if space.tied else space.cell_layers):
+        for name, knob in knobs["cell"].items():
+            p = cell_param(space, layer, name)
+            params[p] = _suggest(trial, p, knob)
+    for src, dst in space.candidate_edges():
+        p = edge_param(src, dst)
+        params[p] = _suggest(trial, p, ON_OFF)
+    receivers = feedback_receivers(space, params)
+    for layer in space.cell_layers:
+        if layer in receivers:
+            for name, knob in knobs["feedback"].items():
+                p = f"fb.{layer}.{name}"
+                params[p] = _suggest(trial, p, knob)
+    for name, knob in knobs["train"].items():
+        p = f"train.{name}"
+        params[p] = _suggest(trial, p, knob)
+    return params
+
+
+ON_OFF = Knob("bool", choices=(False, True))
+
+
+def bindings(space: SearchSpace, params: dict) -> dict:
+    """``{binding: value}`` for a trial gin file: ``model.base``, ``model.cells``,
+    ``model.add_edges``, ``model.remove_edges`` and ``train.*``. Parameters the space does not
+    search take the space's fixed values (or the cell's defaults)."""
+    fixed_cell, fixed_fb, fixed_train = (space.fixed(s) for s in ("cell", "feedback", "train"))
+    base_edges = [list(e) for e in zoo.released_graph(space.base)["edges"]]
+    on = {(s, d) for s, d in space.candidate_edges() if params.get(edge_param(s, d), False)}
+    receivers = feedback_receivers(space, params)
+    cells = {}
+    for layer in space.cell_layers:
+        cfg = {"kind": space.cell_kind, **fixed_cell}
+        for name in space.knobs()["cell"]:
+            cfg[name] = params[cell_param(space, layer, name)]
+        if layer in receivers:
+            cfg.update(fixed_fb)
+            for name in space.knobs()["feedback"]:
+                cfg[name] = params[f"fb.{layer}.{name}"]
+        cells[layer] = _cell_arguments(space, cfg)
+    add = [[s, d] for s, d in space.candidate_edges() if (s, d) in on and [s, d] not in base_edges]
+    remove = [[s, d] for s, d in space.candidate_edges()
+              if (s, d) not in on and [s, d] in base_edges]
+    out = {"model.base": space.base, "model.cells": cells, "model.add_edges": add,
+           "model.remove_edges": remove}
+    train = dict(fixed_train)
+    train.update({name: params[f"train.{name}"] for name in space.knobs()["train"]})
+    out.update({f"train.{k}": v for k, v in train.items()})
+    return out
+
+
+def feedback_receivers(space: SearchSpace, params: dict) -> set:
+    """Cell layers that receive a long-range edge: a candidate switched on, or a feedback edge
+    of the base graph that the space does not search."""
+    graph = zoo.released_graph(space.base)
+    index = {n["name"]: i for i, n in enumerate(graph["nodes"])}
+    candidates = space.candidate_edges()
+    out = {d for s, d in candidates if params.get(edge_param(s, d), False)}
+    out |= {d for s, d in graph["edges"] if index[s] > index[d] and d in space.cell_layers
+            and [s, d] not in candidates}
+    return out
+
+
+def _cell_arguments(space: SearchSpace, cfg: dict) -> dict:
+    """Cell config from knob values: ``init_scale`` -> kernel initializer, offsets -> tied
+    multipliers."""
+    cfg = dict(cfg)
+    if "init_scale" in cfg:
+        cfg["kernel_initializer"] = {"class_name": "VarianceScaling", "config": {
+            "scale": float(cfg.pop("init_scale")), "mode": "fan_in",
+            "distribution": "truncated_normal"}}
+    if space.tie_multipliers:
+        for gate in ("tau", "gate"):
+            if f"{gate}_offset" in cfg:
+                cfg[f"{gate}_multiplier"] = -float(cfg[f"{gate}_offset"])
+    return cfg

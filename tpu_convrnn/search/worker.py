@@ -1,0 +1,297 @@
+"""A search worker: samples, validates, deduplicates and trains trials until the study is done.
+
+Per trial: the sampled point becomes a gin file (``gins/trial_<origin>.gin``); the model it
+describes is built once in the worker (parameter count, FLOPs per image, canonical hash; a
+point that cannot be built is rejected with the reason, untrained); an exact repeat of an
+evaluated configuration takes its result instead of training; otherwise each ASHA rung runs in
+its own process (``tpu_convrnn.search.trial_run``) in ``<trials_dir>/<origin>/steps_<budget>``,
+reports top-1 on the minival and is pruned or promoted. A retried trial (dead worker, or an
+interrupted one) uses its original's folder and so resumes from its last checkpoint.
+
+Faults: a rung that crashes or is killed (out of memory) fails its trial alone, with the error
+recorded, and the worker goes on. SIGTERM or Ctrl-C: the running rung saves a checkpoint and
+stops, the trial is re-queued to resume, and the worker exits 0.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from tpu_convrnn.search import candidate, sample
+from tpu_convrnn.search.study import origin_number
+from tpu_convrnn.search.trial_run import PREEMPTED, finished_metrics
+
+# Child lines echoed to the worker's console (the rest goes to the trial's log only).
+_ECHO = ("step ", "resumed from", "eval at", "error", "checkpoint ")
+
+
+class TrialFailed(Exception):
+    """The trial's rung crashed, was killed, or its point was rejected (reason in the text)."""
+
+
+class Interrupted(Exception):
+    """SIGTERM / Ctrl-C: the trial was re-queued and the worker should stop."""
+
+
+def _set_parent_death_signal():
+    """In the child: die with SIGKILL if the worker dies (kill -9 leaves no orphan training)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _hms(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class Worker:
+    """Runs trials of ``study`` (see the module docstring)."""
+
+    def __init__(self, study, space, cfg, study_dir, trials_dir, split_gin, warmup_fraction,
+                 worker_index=0, tpu=None, log=None):
+        self.study, self.space, self.cfg = study, space, cfg
+        self.study_dir, self.trials_dir, self.split_gin = study_dir, trials_dir, split_gin
+        self.warmup_fraction = warmup_fraction
+        self.index, self.tpu = worker_index, tpu
+        self.tag = f"[w{worker_index}]"
+        self._log = log or (lambda msg: print(msg, flush=True))
+        self.child = None
+        self.stopping = False
+        self.single = len(cfg.objectives) == 1
+
+    def log(self, msg):
+        self._log(f"{self.tag} {msg}")
+
+    # ------------------------------------------------------------------ signals
+    def install_signal_handlers(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame):
+        if not self.stopping:
+            self.log(f"{signal.Signals(signum).name}: the running rung saves and stops; its "
+                     "trial is re-queued")
+        self.stopping = True
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+
+    # ------------------------------------------------------------------ the objective
+    def objective(self, trial):
+        origin = origin_number(trial)
+        params = sample.suggest(trial, self.space)
+        gin_path = os.path.join(self.study_dir, "gins", f"trial_{origin:05d}.gin")
+        trial_dir = f"{self.trials_dir}/{origin:05d}"
+        top = self.cfg.max_steps
+        bindings = {**sample.bindings(self.space, params),
+                    "train.train_steps": top,
+                    "train.warmup_steps": int(round(self.warmup_fraction * top)),
+                    "train.checkpoint_every": min(self.cfg.checkpoint_every, top)}
+        header = (f"Trial {origin} of study {self.study.study_name}: train it as it is with\n"
+                  f"  python -m tpu_convrnn.main --gin_file={gin_path} --mode=train_and_eval "
+                  f"--model_dir=DIR")
+        candidate.write_trial_gin(gin_path, self.space, bindings, self.split_gin, header)
+        for k, v in {"gin": gin_path, "trial_dir": trial_dir, "origin": origin,
+                     "worker": f"{socket.gethostname()}/{self.index}"}.items():
+            trial.set_user_attr(k, v)
+        with open(gin_path, encoding="utf-8") as f:
+            trial.set_user_attr("gin_text", f.read())
+        kind = "retry of trial %d" % origin if origin != trial.number else \
+            trial.user_attrs.get("reference", "sampled")
+        try:
+            info = candidate.inspect_gin(gin_path, self.space.filters_fit_maps)
+        except candidate.Rejected as e:
+            trial.set_user_attr("rejected", str(e))
+            self.log(f"trial {trial.number} ({kind}): rejected before training: {e}")
+            raise TrialFailed(f"rejected: {e}") from None
+        config_hash = candidate.digest({"arch": info["arch_hash"], "train": {
+            k: v for k, v in bindings.items() if k.startswith("train.")}})
+        for k, v in {**info, "config_hash": config_hash, "worker_rss_mb": round(_rss_mb())}.items():
+            trial.set_user_attr(k, v)
+        self.log(f"trial {trial.number} ({kind}): {info['params']:,} params, "
+                 f"{info['flops_train_step'] / 1e9:.3g} GFLOP per training image")
+        repeat = self._repeat_of(trial, config_hash)
+        if repeat is not None:
+            return self._copy(trial, repeat)
+        return self._train(trial, trial_dir, gin_path, info)
+
+    def _objectives(self, top1, info):
+        values = {"top1": top1, "params": info["params"], "flops": info["flops_train_step"]}
+        return tuple(values[o] for o in self.cfg.objectives) if not self.single else top1
+
+    def _train(self, trial, trial_dir, gin_path, info):
+        import optuna
+        budgets = self.cfg.budgets() if self.single else [self.cfg.max_steps]
+        t0, top1 = time.monotonic(), None
+        for k, budget in enumerate(budgets):
+            if self.stopping:
+                self._requeue(trial)
+            r0 = time.monotonic()
+            metrics = self._run_rung(trial, f"{trial_dir}/steps_{budget}", gin_path, budget,
+                                     f"rung {k + 1}/{len(budgets)}")
+            top1 = float(metrics["top1"])
+            trial.set_user_attr("budget", budget)
+            trial.set_user_attr("top1_per_step", [round(a, 4) for a in metrics["top1_per_step"]])
+            dt = time.monotonic() - r0
+            if self.single:
+                trial.report(top1, budget)
+                if k + 1 < len(budgets) and trial.should_prune():
+                    self.log(f"trial {trial.number} rung {k + 1}/{len(budgets)} ({budget} steps):"
+                             f" top1 {top1:.4f} in {dt:.0f} s; pruned")
+                    raise optuna.TrialPruned()
+            rest = sum(budgets[k + 1:]) / budget * dt
+            self.log(f"trial {trial.number} rung {k + 1}/{len(budgets)} ({budget} steps): top1 "
+                     f"{top1:.4f} in {dt:.0f} s" + (f"; promoted, trial ETA {_hms(rest)}"
+                                                   if k + 1 < len(budgets) else ""))
+        trial.set_user_attr("seconds", round(time.monotonic() - t0, 1))
+        return self._objectives(top1, info)
+
+    def _run_rung(self, trial, model_dir, gin_path, budget, what):
+        done = finished_metrics(model_dir, budget)
+        if done is not None:
+            self.log(f"trial {trial.number} {what}: already evaluated at step {budget}")
+            return done
+        log_path = os.path.join(self.study_dir, "logs",
+                                f"trial_{origin_number(trial):05d}_steps_{budget}.log")
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        cmd = [sys.executable, "-m", "tpu_convrnn.search.trial_run", "--gin_file", gin_path,
+               "--model_dir", model_dir, "--steps", str(budget),
+               "--warmup_fraction", repr(self.warmup_fraction),
+               "--checkpoint_every", str(self.cfg.checkpoint_every)]
+        if self.tpu:
+            cmd += ["--tpu", self.tpu]
+        self.log(f"trial {trial.number} {what}: training {budget} steps in {model_dir} "
+                 f"(log {log_path})")
+        prefix = f"{self.tag} t{trial.number} {budget}:"
+        last_error = ""
+        with open(log_path, "a", encoding="utf-8") as log:
+            self.child = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                start_new_session=True, preexec_fn=_set_parent_death_signal,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            try:
+                for line in self.child.stdout:
+                    log.write(line)
+                    log.flush()
+                    text = line.rstrip().split("\r")[-1]
+                    if text.startswith(_ECHO) or text.startswith("Traceback"):
+                        self._log(f"{prefix} {text}")
+                    if text.startswith("error") or "Error" in text.split(":")[0]:
+                        last_error = text
+                code = self.child.wait()
+            finally:
+                self.child = None
+        if code == PREEMPTED or (self.stopping and code != 0):
+            self._requeue(trial)
+        if code != 0:
+            reason = last_error or (f"killed by signal {-code}" + (
+                " (out of memory?)" if code == -signal.SIGKILL else "") if code < 0
+                else f"exit code {code}")
+            trial.set_user_attr("error", reason)
+            self.log(f"trial {trial.number} {what}: failed: {reason} (log {log_path})")
+            raise TrialFailed(reason)
+        metrics = finished_metrics(model_dir, budget)
+        if metrics is None:
+            raise TrialFailed(f"the rung wrote no metrics at step {budget} (log {log_path})")
+        return metrics
+
+    def _requeue(self, trial):
+        origin = origin_number(trial)
+        self.study.enqueue_trial(trial.params, user_attrs={"resume_of": origin})
+        self.log(f"trial {trial.number}: stopped; re-queued to resume from its checkpoints "
+                 f"({self.trials_dir}/{origin:05d})")
+        raise Interrupted(f"trial {trial.number} re-queued")
+
+    # ------------------------------------------------------------------ repeats
+    def _repeat_of(self, trial, config_hash, poll=5.0):
+        """An earlier trial with the same configuration (finished: its result is copied;
+        running: wait for it), or None."""
+        from optuna.trial import TrialState
+        mine = origin_number(trial)
+        waited = False
+        while True:
+            same = [t for t in self.study.get_trials(deepcopy=False, states=(
+                TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+                    if t.number < trial.number and t.user_attrs.get("config_hash") == config_hash
+                    and origin_number(t) != mine]
+            finished = [t for t in same if t.state != TrialState.RUNNING]
+            if finished:
+                return finished[0]
+            if not same or self.stopping:
+                return None
+            if not waited:
+                self.log(f"trial {trial.number}: same configuration as running trial "
+                         f"{same[0].number}; waiting for its result")
+                waited = True
+            time.sleep(poll)
+
+    def _copy(self, trial, earlier):
+        import optuna
+        from optuna.trial import TrialState
+        trial.set_user_attr("repeat_of", earlier.number)
+        for k in ("budget", "top1_per_step"):
+            if k in earlier.user_attrs:
+                trial.set_user_attr(k, earlier.user_attrs[k])
+        if self.single:
+            for step, value in sorted(earlier.intermediate_values.items()):
+                trial.report(value, step)
+        self.log(f"trial {trial.number}: exact repeat of trial {earlier.number} "
+                 f"({earlier.state.name}); its result is taken, nothing trained")
+        if earlier.state == TrialState.PRUNED:
+            raise optuna.TrialPruned()
+        return earlier.value if self.single else tuple(earlier.values)
+
+    # ------------------------------------------------------------------ disk
+    def after_trial(self, study, frozen):
+        """Callback after each trial: progress line, and checkpoints removed from finished
+        trials outside the top ``keep_top_k`` (and from the ones this trial pushed out)."""
+        from optuna.trial import TrialState
+        trials = study.get_trials(deepcopy=False)
+        complete = sorted((t for t in trials if t.state == TrialState.COMPLETE),
+                          key=lambda t: -t.values[0])
+        keep = {origin_number(t) for t in complete[:self.cfg.keep_top_k]}
+        keep |= {origin_number(t) for t in trials
+                 if t.state in (TrialState.RUNNING, TrialState.WAITING)}
+        keep |= {int(t.user_attrs["resume_of"]) for t in trials
+                 if t.state == TrialState.WAITING and "resume_of" in t.user_attrs}
+        candidates = {origin_number(frozen)} | {
+            origin_number(t) for t in complete[self.cfg.keep_top_k:self.cfg.keep_top_k + 8]}
+        for origin in sorted(candidates - keep):
+            _remove_checkpoints(f"{self.trials_dir}/{origin:05d}")
+        if self.stopping:
+            study.stop()
+        if frozen.state in (TrialState.COMPLETE, TrialState.PRUNED) and complete:
+            best = complete[0]
+            value = frozen.values[0] if frozen.values else float("nan")
+            self.log(f"trial {frozen.number} {frozen.state.name.lower()}: top1 {value:.4f} at "
+                     f"{frozen.user_attrs.get('budget', '?')} steps; best so far "
+                     f"{best.values[0]:.4f} (trial {best.number}); "
+                     f"{sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)}"
+                     " finished")
+
+
+def _remove_checkpoints(trial_dir: str):
+    import tensorflow as tf
+    if not tf.io.gfile.exists(trial_dir):
+        return
+    for rung in tf.io.gfile.listdir(trial_dir):
+        path = f"{trial_dir}/{rung.rstrip('/')}/checkpoints"
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path)
