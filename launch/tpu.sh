@@ -15,6 +15,8 @@ Commands:
            a restart with the same --model-dir resumes from its newest checkpoint
   logs     follow the log of one worker (--worker, default 0)
   ssh      open a shell on one worker, or run the words after -- there
+  search   start one architecture-search worker (`python -m tpu_convrnn.search run`) on every
+           TPU VM of the fleet, all against one study storage (log: tpu_convrnn_search.log)
   status   describe the TPU (and its queued resource)
   delete   delete the TPU (and its queued resource)
 
@@ -34,6 +36,17 @@ Settings (flag, or environment variable; flags win):
   --gin-param B        TPU_GIN_PARAMS     repeatable; env: one binding per line
   --mode M             TPU_MODE           train | eval | train_and_eval (default train_and_eval)
   --worker W           TPU_WORKER         worker for logs/ssh (default 0)
+  --fleet K            TPU_FLEET          K single-host TPU VMs NAME-0 .. NAME-(K-1), created
+                                          as one queued resource (create --queued), set up and
+                                          deleted together; `search` starts a worker on each
+  --space F            TPU_SEARCH_SPACE   search space gin file (search; e.g.
+                                          gin/search/median_cell.gin)
+  --storage U          TPU_SEARCH_STORAGE study storage URL without password (search), e.g.
+                                          postgresql://search@10.128.0.5/search
+  --storage-password-file P               local file with its password; copied to each VM
+                       TPU_SEARCH_PASSWORD_FILE  (never put on a command line)
+  --trials-dir D       TPU_SEARCH_TRIALS  gs:// folder of the trials' checkpoints (search)
+  --n-trials N         TPU_SEARCH_TRIALS_N  finished trials at which the workers stop (search)
   --dry-run            TPU_DRY_RUN=1      print the gcloud commands instead of running them
   -h, --help                              this text
 
@@ -46,6 +59,16 @@ Example (a v4-32 pod slice on spot capacity):
       --gin-param "data.eval_pattern='gs://my-bucket/imagenet/validation-*'"
   launch/tpu.sh logs
   launch/tpu.sh delete
+
+Example (an architecture search on 8 v4-8 TPU VMs against one PostgreSQL server):
+  export TPU_PROJECT=my-project TPU_ZONE=us-central2-b TPU_NAME=search TPU_ACCELERATOR=v4-8
+  launch/tpu.sh --fleet 8 --queued --spot create
+  launch/tpu.sh --fleet 8 setup
+  launch/tpu.sh --fleet 8 search --space gin/search/median_cell.gin --n-trials 2000 \
+      --storage postgresql://search@10.128.0.5/search --storage-password-file ~/.search_pw \
+      --trials-dir gs://my-bucket/search/trials
+  launch/tpu.sh --fleet 8 --worker 3 logs
+  launch/tpu.sh --fleet 8 --queued delete
 EOF
 }
 
@@ -62,6 +85,12 @@ QUEUED=${TPU_QUEUED:-0}
 MODEL_DIR=${TPU_MODEL_DIR:-}
 MODE=${TPU_MODE:-train_and_eval}
 WORKER=${TPU_WORKER:-0}
+FLEET=${TPU_FLEET:-1}
+SPACE=${TPU_SEARCH_SPACE:-}
+STORAGE=${TPU_SEARCH_STORAGE:-}
+PASSWORD_FILE=${TPU_SEARCH_PASSWORD_FILE:-}
+TRIALS_DIR=${TPU_SEARCH_TRIALS:-}
+N_TRIALS=${TPU_SEARCH_TRIALS_N:-}
 DRY_RUN=${TPU_DRY_RUN:-0}
 GIN_FILES=()
 GIN_PARAMS=()
@@ -87,6 +116,12 @@ while [[ $# -gt 0 ]]; do
     --mode) need_value "$@"; MODE=$2; shift 2 ;;
     --worker) need_value "$@"; WORKER=$2; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
+    --fleet) need_value "$@"; FLEET=$2; shift 2 ;;
+    --space) need_value "$@"; SPACE=$2; shift 2 ;;
+    --storage) need_value "$@"; STORAGE=$2; shift 2 ;;
+    --storage-password-file) need_value "$@"; PASSWORD_FILE=$2; shift 2 ;;
+    --trials-dir) need_value "$@"; TRIALS_DIR=$2; shift 2 ;;
+    --n-trials) need_value "$@"; N_TRIALS=$2; shift 2 ;;
     --) shift; EXTRA=("$@"); break ;;
     -*) die "unknown option $1 (see --help)" ;;
     *) [[ -z "$COMMAND" ]] || die "two commands given: $COMMAND and $1"; COMMAND=$1; shift ;;
@@ -136,7 +171,20 @@ LOG=tpu_convrnn.log              # where the remote commands start
 # One string that the remote bash turns back into exactly these words.
 quote_words() { printf '%q ' "$@" | sed 's/ $//'; }
 
-ssh_all() { run gcloud compute tpus tpu-vm ssh "$NAME" "${LOCATION[@]}" --worker=all --command "$1"; }
+[[ "$FLEET" =~ ^[1-9][0-9]*$ ]] || die "--fleet must be a positive number (got '$FLEET')"
+# The TPU VMs: NAME alone, or NAME-0 .. NAME-(K-1) for a fleet (queued resources' node names).
+NODES=("$NAME")
+if [[ "$FLEET" -gt 1 ]]; then
+  NODES=()
+  for ((i = 0; i < FLEET; i++)); do NODES+=("$NAME-$i"); done
+fi
+
+ssh_all() {
+  local node
+  for node in "${NODES[@]}"; do
+    run gcloud compute tpus tpu-vm ssh "$node" "${LOCATION[@]}" --worker=all --command "$1"
+  done
+}
 
 case "$COMMAND" in
   create)
@@ -144,9 +192,13 @@ case "$COMMAND" in
     spot=()
     [[ "$SPOT" == 1 ]] && spot=(--spot)
     if [[ "$QUEUED" == 1 ]]; then
+      nodes=(--node-id "$NAME")
+      [[ "$FLEET" -gt 1 ]] && nodes=(--node-count "$FLEET" --node-prefix "$NAME")
       run gcloud compute tpus queued-resources create "$NAME" "${LOCATION[@]}" \
-        --node-id "$NAME" --accelerator-type "$ACCELERATOR" --runtime-version "$RUNTIME" \
+        "${nodes[@]}" --accelerator-type "$ACCELERATOR" --runtime-version "$RUNTIME" \
         "${spot[@]}"
+    elif [[ "$FLEET" -gt 1 ]]; then
+      die "a fleet (--fleet $FLEET) is created as one queued resource: add --queued"
     else
       run gcloud compute tpus tpu-vm create "$NAME" "${LOCATION[@]}" \
         --accelerator-type "$ACCELERATOR" --version "$RUNTIME" "${spot[@]}"
@@ -160,12 +212,14 @@ case "$COMMAND" in
     else
       (cd "$repo" && git ls-files -z | tar --null -czf "$archive" -T -)
     fi
-    run gcloud compute tpus tpu-vm scp "$archive" "$NAME:tpu_convrnn.tar.gz" "${LOCATION[@]}" \
-      --worker=all
+    for node in "${NODES[@]}"; do
+      run gcloud compute tpus tpu-vm scp "$archive" "$node:tpu_convrnn.tar.gz" "${LOCATION[@]}" \
+        --worker=all
+    done
     install="mkdir -p $REMOTE_DIR && tar -xzf tpu_convrnn.tar.gz -C $REMOTE_DIR"
     install+=" && pip install -q $(quote_words "tensorflow==$TF_VERSION" "tensorflow-tpu==$TF_VERSION")"
     install+=" -f https://storage.googleapis.com/libtpu-tf-releases/index.html"
-    install+=" && pip install -q -e $REMOTE_DIR"
+    install+=" && pip install -q -e $REMOTE_DIR[search]"
     install+=" && python3 -c 'import tensorflow as tf; print(tf.__version__, tf.config.list_logical_devices(\"TPU\")[:1])'"
     ssh_all "$install"
     ;;
@@ -180,9 +234,35 @@ every worker writes there, and a TPU VM's disk is lost on preemption or deletion
     ssh_all "cd $REMOTE_DIR && nohup $(quote_words "${args[@]}") > ../$LOG 2>&1 < /dev/null &"
     echo "started on every worker of $NAME; follow with: launch/tpu.sh logs" >&2
     ;;
+  search)
+    require SPACE "a search space" "--space or TPU_SEARCH_SPACE"
+    require STORAGE "a study storage URL" "--storage or TPU_SEARCH_STORAGE"
+    require TRIALS_DIR "a trials folder" "--trials-dir or TPU_SEARCH_TRIALS"
+    require N_TRIALS "a number of trials" "--n-trials or TPU_SEARCH_TRIALS_N"
+    [[ "$TRIALS_DIR" == gs://* ]] || die "--trials-dir must be a gs:// folder (got \
+'$TRIALS_DIR'): a trial re-queued after a preemption resumes on another VM from there"
+    [[ "$STORAGE" != *://*:*@* ]] || die "--storage must not hold a password (it would show \
+in process lists and logs): use --storage-password-file"
+    for i in "${!NODES[@]}"; do
+      args=(python3 -m tpu_convrnn.search run --space="$SPACE" --study_dir=search_study
+            --storage="$STORAGE" --trials_dir="$TRIALS_DIR" --n_trials="$N_TRIALS"
+            --worker_index="$i" --tpu=local)
+      if [[ -n "$PASSWORD_FILE" ]]; then
+        [[ -r "$PASSWORD_FILE" || "$DRY_RUN" == 1 ]] || die "cannot read $PASSWORD_FILE"
+        run gcloud compute tpus tpu-vm scp "$PASSWORD_FILE" "${NODES[$i]}:.search_password" \
+          "${LOCATION[@]}" --worker=0
+        args+=(--storage_password_file=../.search_password)
+      fi
+      run gcloud compute tpus tpu-vm ssh "${NODES[$i]}" "${LOCATION[@]}" --worker=0 \
+        --command "cd $REMOTE_DIR && nohup $(quote_words "${args[@]}") > ../tpu_convrnn_search.log 2>&1 < /dev/null &"
+    done
+    echo "started ${#NODES[@]} search worker(s); follow one with: launch/tpu.sh --fleet $FLEET --worker I logs" >&2
+    ;;
   logs)
-    run gcloud compute tpus tpu-vm ssh "$NAME" "${LOCATION[@]}" --worker="$WORKER" \
-      --command "tail -n +1 -F $LOG"
+    node=$NAME log=$LOG
+    if [[ "$FLEET" -gt 1 ]]; then node="$NAME-$WORKER" log=tpu_convrnn_search.log; fi
+    run gcloud compute tpus tpu-vm ssh "$node" "${LOCATION[@]}" --worker=0 \
+      --command "tail -n +1 -F $log"
     ;;
   ssh)
     if [[ ${#EXTRA[@]} -gt 0 ]]; then
@@ -202,7 +282,9 @@ every worker writes there, and a TPU VM's disk is lost on preemption or deletion
     if [[ "$QUEUED" == 1 ]]; then
       run gcloud compute tpus queued-resources delete "$NAME" "${LOCATION[@]}" --force --quiet
     else
-      run gcloud compute tpus tpu-vm delete "$NAME" "${LOCATION[@]}" --quiet
+      for node in "${NODES[@]}"; do
+        run gcloud compute tpus tpu-vm delete "$node" "${LOCATION[@]}" --quiet
+      done
     fi
     ;;
   *) die "unknown command '$COMMAND' (see --help)" ;;

@@ -100,6 +100,9 @@ def run(args) -> int:
                                           args.space)
     if created:
         study.set_user_attr("global_batch", recipe.global_batch)
+    # Worker 0 alone enqueues the references (workers starting together would each do it).
+    if args.worker_index == 0 and not any("reference" in t.user_attrs
+                                          for t in study.get_trials(deepcopy=False)):
         study_lib.enqueue_references(study, refs)
     print(f"study {s.name!r} in {mask_url(s.url)} ({'created' if created else 'joined'}); "
           f"budgets {s.cfg.budgets()} steps; {len(refs)} reference trial(s)", flush=True)

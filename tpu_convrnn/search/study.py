@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import time
 
 from tpu_convrnn.search.config import SearchSpace, StudyConfig
 
@@ -69,7 +71,7 @@ def _scrub(text: str, url: str) -> str:
     return text.replace(password, "***") if password else text
 
 
-def open_storage(url: str, cfg: StudyConfig, with_heartbeat: bool = True):
+def open_storage(url: str, cfg: StudyConfig, with_heartbeat: bool = True, attempts: int = 3):
     """An ``RDBStorage`` on ``url`` with heartbeats and retries of stale trials; ValueError
     naming the (masked) URL if it cannot be reached."""
     import warnings
@@ -88,12 +90,17 @@ def open_storage(url: str, cfg: StudyConfig, with_heartbeat: bool = True):
                       heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                           max_retry=cfg.max_retry))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return RDBStorage(url, engine_kwargs=engine, **kwargs)
-    except Exception as e:  # noqa: BLE001  (sqlalchemy OperationalError, driver errors)
-        first = _scrub(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__,
-                       url)
-        raise ValueError(f"cannot reach the study storage {mask_url(url)}: {first}") from None
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, engine_kwargs=engine, **kwargs)
+        except Exception as e:  # noqa: BLE001  (sqlalchemy OperationalError, driver errors)
+            # Workers starting together on a fresh database race to create Optuna's tables
+            # (a unique violation for all but one): the next attempt finds them.
+            error = e
+            time.sleep(1.0 + random.random())
+    text = str(error).strip()
+    first = _scrub(text.splitlines()[0] if text else type(error).__name__, url)
+    raise ValueError(f"cannot reach the study storage {mask_url(url)}: {first}") from None
 
 
 def origin_number(trial) -> int:

@@ -1,0 +1,113 @@
+"""The search's own overhead: many workers on one PostgreSQL study with a zero-cost objective.
+
+    python bench/search_overhead.py --workers=32 --trials=1000 [--space=gin/search/small.gin]
+
+Starts a throwaway PostgreSQL server (``tpu_convrnn.search.local_postgres``), creates the study
+as a worker does (``study.open_study``: multivariate grouped TPE with the constant liar, ASHA),
+then starts ``--workers`` processes that ask, sample the real space (``sample.suggest``), tell a
+zero-cost objective and record their latencies. Prints trials/s, ask and tell latency p50/p99
+over the last 200 trials and overall, and duplicates (identical parameter sets: must be 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "numpy")  # the workers need no TensorFlow
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+
+def _setup(space_file):
+    import gin
+
+    from tpu_convrnn import gin_config
+    from tpu_convrnn.gin_files import parse_gin
+    gin.clear_config()
+    parse_gin([space_file], [])
+    cfg = gin_config.study()
+    cfg.heartbeat_interval, cfg.grace_period = 60, 120
+    return gin_config.space(), cfg
+
+
+def _worker(index, url, space_file, target, out):
+    import optuna
+
+    from tpu_convrnn.search import sample, study as study_lib
+    space, cfg = _setup(space_file)
+    storage = study_lib.open_storage(url, cfg, with_heartbeat=False)
+    study, _ = study_lib.open_study(space, cfg, storage, "overhead", index)
+    rows = []
+    while True:
+        t0 = time.perf_counter()
+        trial = study.ask()
+        params = sample.suggest(trial, space)
+        t1 = time.perf_counter()
+        value = (hash(json.dumps(params, sort_keys=True)) % 1000) / 1000  # zero-cost objective
+        study.tell(trial, value)
+        t2 = time.perf_counter()
+        rows.append((trial.number, t1 - t0, t2 - t1, time.time()))
+        if trial.number + 1 >= target:
+            break
+    with open(out, "w") as f:
+        json.dump(rows, f)
+    return len(rows)
+
+
+def _pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workers", type=int, default=32)
+    p.add_argument("--trials", type=int, default=1000)
+    p.add_argument("--space", default=os.path.join(os.path.dirname(HERE), "gin", "search",
+                                                   "small.gin"))
+    args = p.parse_args()
+    import optuna
+
+    from tpu_convrnn.search import study as study_lib
+    from tpu_convrnn.search.local_postgres import LocalPostgres
+    with LocalPostgres() as pg:
+        space, cfg = _setup(args.space)
+        study_lib.open_study(space, cfg, study_lib.open_storage(pg.url, cfg, False),
+                             "overhead")
+        outs = [f"/tmp/overhead_{os.getpid()}_{i}.json" for i in range(args.workers)]
+        t0 = time.time()
+        ctx = mp.get_context("spawn")
+        procs = [ctx.Process(target=_worker, args=(i, pg.url, args.space, args.trials, outs[i]))
+                 for i in range(args.workers)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        rows = [r for o in outs if os.path.exists(o) for r in json.load(open(o))]
+        study = optuna.load_study(study_name="overhead", storage=pg.url)
+        trials = study.get_trials(deepcopy=False)
+        keys = [json.dumps(t.params, sort_keys=True) for t in trials]
+        first = min(r[3] - r[1] - r[2] for r in rows)
+        wall = max(r[3] for r in rows) - first
+        late = [r for r in rows if r[0] >= args.trials - 200]
+        print(f"{args.workers} workers, {len(trials)} trials on PostgreSQL in {wall:.1f} s "
+              f"after the first ask (process start-up {first - t0:.1f} s): "
+              f"{len(trials) / wall:.2f} trials/s")
+        for label, sel in (("all trials", rows), (f"trials >= {args.trials - 200}", late)):
+            print(f"  {label}: ask+sample p50 {_pct([r[1] for r in sel], .5) * 1e3:.0f} ms, "
+                  f"p99 {_pct([r[1] for r in sel], .99) * 1e3:.0f} ms; tell p50 "
+                  f"{_pct([r[2] for r in sel], .5) * 1e3:.0f} ms, p99 "
+                  f"{_pct([r[2] for r in sel], .99) * 1e3:.0f} ms")
+        print(f"  duplicate parameter sets: {len(keys) - len(set(keys))}; trial numbers "
+              f"repeated: {len(rows) - len({r[0] for r in rows})}")
+        for o in outs:
+            if os.path.exists(o):
+                os.remove(o)
+
+
+if __name__ == "__main__":
+    main()

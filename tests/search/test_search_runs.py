@@ -1,0 +1,155 @@
+"""Real searches: worker processes on a real PostgreSQL server (one killed with SIGKILL), and a
+tiny search on the embedded task that ranks a crippled cell below the reference RGC."""
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from tpu_convrnn.gin_files import REPO_ROOT
+from tpu_convrnn.search import study as study_lib
+from tpu_convrnn.search.local_postgres import LocalPostgres, bin_dir
+
+SMALL = os.path.join(REPO_ROOT, "gin", "search", "small.gin")
+PASSWORD = "pg-secret-8271"
+# Tiny trials: a sixteenth of the channels, 72 px, T = 7, the 1,125 held-out digits.
+TINY = ["space.trial_bindings = ['model.width = 0.0625', 'model.times = 7', "
+        "'train.eval_batch = 375']"]
+
+
+def _space(tmp_path, *lines):
+    path = tmp_path / "space.gin"
+    path.write_text("\n".join([f"include '{SMALL}'"] + TINY + list(lines)) + "\n")
+    return str(path)
+
+
+def _worker(args, out_path, index=0):
+    env = {**os.environ, study_lib.PASSWORD_ENV: PASSWORD, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tpu_convrnn.search", "run", *args,
+                             f"--worker_index={index}"],
+                            stdout=open(out_path, "w"), stderr=subprocess.STDOUT, env=env,
+                            cwd=REPO_ROOT)
+
+
+def _wait_for(path, pattern, proc, timeout=300):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        m = re.search(pattern, open(path).read())
+        if m:
+            return m
+        assert proc.poll() is None, open(path).read()[-3000:]
+        time.sleep(0.5)
+    raise AssertionError(f"no {pattern!r} in {path} after {timeout} s")
+
+
+def _study(url, name="space"):
+    return optuna.load_study(study_name=name, storage=url)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    try:
+        bin_dir()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    with LocalPostgres() as pg:
+        yield pg
+
+
+def test_workers_on_postgres_share_one_study_and_a_killed_trial_resumes(postgres, tmp_path):
+    space = _space(tmp_path, "study.min_steps = 30", "study.max_steps = 30",
+                   "study.checkpoint_every = 10", "study.heartbeat_interval = 2",
+                   "study.grace_period = 8", "study.n_startup_trials = 2",
+                   "study.keep_top_k = 1")
+    study_dir = tmp_path / "study"
+    args = [f"--space={space}", f"--study_dir={study_dir}", f"--storage={postgres.url}",
+            "--n_trials=4"]
+    outs = [tmp_path / f"w{i}.txt" for i in range(4)]
+    procs = [_worker(args, outs[i], i) for i in range(3)]
+    # kill -9 worker 0 once its trial has saved a checkpoint mid-rung
+    number = int(_wait_for(outs[0], r"\[w0\] t(\d+) 30: step \d+: saved checkpoint \S+ckpt-"
+                                    r"(10|20)\b", procs[0]).group(1))
+    procs[0].send_signal(signal.SIGKILL)
+    procs[0].wait()
+    assert postgres.terminate_connections() >= 1  # the other workers' connections drop
+    for p in procs[1:]:
+        assert p.wait(timeout=600) == 0
+    time.sleep(8)  # the grace period: a restarted worker fails the stale trial and resumes it
+    restart = _worker(args, outs[3], 3)
+    assert restart.wait(timeout=600) == 0, open(outs[3]).read()[-3000:]
+
+    url = study_lib.storage_url(postgres.url, str(study_dir))
+    trials = _study(url).get_trials()
+    states = optuna.trial.TrialState
+    assert trials[number].state == states.FAIL  # failed by the heartbeat
+    retries = [t for t in trials if study_lib.origin_number(t) == number and t.number != number]
+    assert [t.state for t in retries] == [states.COMPLETE]
+    log = open(study_dir / "logs" / f"trial_{number:05d}_steps_30.log").read()
+    resumed = re.findall(r"resumed from checkpoint \S+ at step (\d+)", log)
+    assert resumed and int(resumed[0]) > 0, log[-2000:]
+
+    finished = [t for t in trials if t.state in (states.COMPLETE, states.PRUNED)]
+    assert len(finished) >= 4
+    trained = [t for t in finished if "repeat_of" not in t.user_attrs]
+    hashes = [t.user_attrs["config_hash"] for t in trained]
+    assert len(hashes) == len(set(hashes))  # no configuration trained twice
+    for t in finished:
+        assert os.path.exists(t.user_attrs["gin"]) and t.user_attrs["params"] > 0
+        assert os.path.exists(f"{t.user_attrs['trial_dir']}/steps_30/eval/metrics.json")
+    # checkpoints are kept for the top trial only (study.keep_top_k = 1)
+    assert len(glob.glob(str(study_dir / "trials" / "*" / "steps_*" / "checkpoints"))) == 1
+    # the password is nowhere: console output, logs, gin files, trial records
+    texts = [open(o).read() for o in outs]
+    texts += [open(f).read() for f in glob.glob(str(study_dir / "**" / "*.*"), recursive=True)
+              if f.endswith((".log", ".gin"))]
+    texts += [json.dumps(t.user_attrs) for t in trials]
+    assert all(PASSWORD not in text for text in texts)
+    assert "postgresql://search:***@127.0.0.1" in texts[1]
+
+
+def test_tiny_search_ranks_a_crippled_cell_below_the_reference(tmp_path):
+    # gate offset 0.01 (multiplier -0.01): every cell passes at most 2% of its input on
+    crippled = "{'cell.gate_offset': 0.01, 'cell.tau_offset': 1.0, 'cell.use_bias': False}"
+    space = _space(tmp_path, "study.keep_top_k = 1", "study.min_steps = 30",
+                   "study.reduction_factor = 2", "study.checkpoint_every = 30",
+                   # an eighth of the channels (small.gin's): enough to learn in 30 steps
+                   "space.trial_bindings = ['model.width = 0.125', 'model.times = 7']",
+                   f"space.references = {{'rgc': 'shallow_rgc_cell', 'crippled': {crippled}}}")
+    study_dir = tmp_path / "study"
+    out = tmp_path / "w.txt"
+    proc = _worker([f"--space={space}", f"--study_dir={study_dir}", "--n_trials=2"], out)
+    assert proc.wait(timeout=600) == 0, open(out).read()[-3000:]
+    text = open(out).read()
+    assert "rung 1/2 (30 steps): top1" in text and "pruned" in text
+
+    trials = {t.user_attrs["reference"]: t for t in _study(
+        f"sqlite:///{study_dir}/study.db").get_trials()}
+    rgc, bad = trials["rgc"], trials["crippled"]
+    assert bad.intermediate_values[30] < rgc.intermediate_values[30]
+    assert bad.state == optuna.trial.TrialState.PRUNED
+    assert rgc.state == optuna.trial.TrialState.COMPLETE and rgc.value > 0.3  # chance: 0.1
+    # only the best trial keeps checkpoints
+    kept = glob.glob(str(study_dir / "trials" / "*" / "steps_*" / "checkpoints"))
+    assert kept and all(f"/{rgc.number:05d}/" in k for k in kept)
+
+    report = subprocess.run([sys.executable, "-m", "tpu_convrnn.search", "report",
+                             f"--space={space}", f"--study_dir={study_dir}", "--top=1"],
+                            capture_output=True, text=True, cwd=REPO_ROOT)
+    assert report.returncode == 0, report.stderr[-3000:]
+    median = study_dir / "report" / "median_top1.gin"
+    assert f"wrote {median}" in report.stdout
+    for name in ("trials.csv", "search.png"):
+        assert os.path.getsize(study_dir / "report" / name) > 0
+    # the median gin file trains with tpu_convrnn.main as its header writes it
+    command = re.search(r"#\s+(python -m tpu_convrnn.main .*)", median.read_text()).group(1)
+    argv = command.replace("DIR", str(tmp_path / "median")).split()
+    run = subprocess.run([sys.executable] + argv[1:],
+                         capture_output=True, text=True, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert os.path.exists(tmp_path / "median" / "eval" / "metrics.json")
