@@ -153,3 +153,29 @@ def test_tiny_search_ranks_a_crippled_cell_below_the_reference(tmp_path):
                          capture_output=True, text=True, cwd=str(tmp_path))
     assert run.returncode == 0, run.stderr[-3000:]
     assert os.path.exists(tmp_path / "median" / "eval" / "metrics.json")
+
+
+def test_sigterm_stops_a_worker_cleanly_and_the_trial_resumes(tmp_path):
+    space = _space(tmp_path, "study.min_steps = 40", "study.max_steps = 40",
+                   "study.checkpoint_every = 10", "space.references = []",
+                   "space.trial_bindings = ['model.width = 0.0625', 'model.times = 7', "
+                   "'train.steps_per_loop = 10']")
+    study_dir = tmp_path / "study"
+    args = [f"--space={space}", f"--study_dir={study_dir}", "--n_trials=1"]
+    out = tmp_path / "w.txt"
+    proc = _worker(args, out)
+    number = int(_wait_for(out, r"\[w0\] t(\d+) 40: step 10: saved checkpoint", proc).group(1))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0
+    assert "re-queued to resume" in open(out).read()
+    trials = _study(f"sqlite:///{study_dir}/study.db").get_trials()
+    states = optuna.trial.TrialState
+    assert [t.state for t in trials] == [states.FAIL, states.WAITING]
+    assert trials[1].user_attrs["resume_of"] == number == 0
+    again = _worker(args, tmp_path / "w2.txt")
+    assert again.wait(timeout=600) == 0
+    trials = _study(f"sqlite:///{study_dir}/study.db").get_trials()
+    assert trials[1].state == states.COMPLETE and trials[1].params == trials[0].params
+    # the loop running at the signal finishes and saves (step 20); the retry goes on from there
+    log = open(study_dir / "logs" / "trial_00000_steps_40.log").read()
+    assert re.search(r"resumed from checkpoint \S+ckpt-20 at step 20", log), log[-2000:]
