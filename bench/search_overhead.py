@@ -7,6 +7,12 @@ as a worker does (``study.open_study``: multivariate grouped TPE with the consta
 then starts ``--workers`` processes that ask, sample the real space (``sample.suggest``), tell a
 zero-cost objective and record their latencies. Prints trials/s, ask and tell latency p50/p99
 over the last 200 trials and overall, and duplicates (identical parameter sets: must be 0).
+
+    python bench/search_overhead.py --real_search=runs/small --console=search_console.txt
+
+reads a real search instead (its trial logs and the workers' console output) and splits the
+workers' rung time into training steps, the first loop's compile, and the rest (process start,
+imports, model build, evaluation, storage).
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import re
 import sys
 import time
 
@@ -63,13 +70,48 @@ def _pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
+def real_search_shares(study_dir, console):
+    """(rung wall s, training-step s, first-loop compile s) of a finished search. A loop's
+    time is its steps / its images/s; the first loop of a rung holds the compile, so steps are
+    timed at the median rate of the later loops (of the search, where a rung has one loop)."""
+    wall = sum(float(m) for m in re.findall(r"rung \d+/\d+ \(\d+ steps\): top1 \S+ in (\d+) s",
+                                            open(console).read()))
+    rungs = []
+    for name in sorted(os.listdir(os.path.join(study_dir, "logs"))):
+        text = open(os.path.join(study_dir, "logs", name)).read()
+        batch = int(re.search(r"global batch (\d+)", text).group(1))
+        loops, prev = [], 0
+        for m in re.finditer(r"^step (\d+)/\d+ .* ([\d,.]+) images/s", text, re.M):
+            step, rate = int(m.group(1)), float(m.group(2).replace(",", ""))
+            if step <= prev:  # a resumed run starts again
+                prev = 0
+            loops.append((step - prev, (step - prev) * batch / rate, rate))
+            prev = step
+        if loops:
+            rungs.append((batch, loops))
+    later = sorted(rate for _, loops in rungs for _, _, rate in loops[1:])
+    rate = later[len(later) // 2]
+    train = sum(n * batch / rate for batch, loops in rungs for n, _, _ in loops)
+    compile_ = sum(max(0.0, loops[0][1] - loops[0][0] * batch / rate) for batch, loops in rungs)
+    return wall, train, compile_
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workers", type=int, default=32)
     p.add_argument("--trials", type=int, default=1000)
     p.add_argument("--space", default=os.path.join(os.path.dirname(HERE), "gin", "search",
                                                    "small.gin"))
+    p.add_argument("--real_search", default=None, help="a finished search's --study_dir")
+    p.add_argument("--console", default=None, help="its workers' console output")
     args = p.parse_args()
+    if args.real_search:
+        wall, train, compile_ = real_search_shares(args.real_search, args.console)
+        print(f"{wall:.0f} s of rungs: training steps {train:.0f} s ({train / wall:.0%}), "
+              f"first-loop compile {compile_:.0f} s ({compile_ / wall:.0%}), the rest "
+              f"{wall - train - compile_:.0f} s ({(wall - train - compile_) / wall:.0%}: process "
+              "start, imports, model build, evaluation, storage)")
+        return
     import optuna
 
     from tpu_convrnn.search import study as study_lib

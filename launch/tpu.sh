@@ -219,7 +219,7 @@ case "$COMMAND" in
     install="mkdir -p $REMOTE_DIR && tar -xzf tpu_convrnn.tar.gz -C $REMOTE_DIR"
     install+=" && pip install -q $(quote_words "tensorflow==$TF_VERSION" "tensorflow-tpu==$TF_VERSION")"
     install+=" -f https://storage.googleapis.com/libtpu-tf-releases/index.html"
-    install+=" && pip install -q -e $REMOTE_DIR[search]"
+    install+=" && pip install -q -e '${REMOTE_DIR}[search]'"
     install+=" && python3 -c 'import tensorflow as tf; print(tf.__version__, tf.config.list_logical_devices(\"TPU\")[:1])'"
     ssh_all "$install"
     ;;
@@ -259,9 +259,10 @@ in process lists and logs): use --storage-password-file"
     echo "started ${#NODES[@]} search worker(s); follow one with: launch/tpu.sh --fleet $FLEET --worker I logs" >&2
     ;;
   logs)
-    node=$NAME log=$LOG
-    if [[ "$FLEET" -gt 1 ]]; then node="$NAME-$WORKER" log=tpu_convrnn_search.log; fi
-    run gcloud compute tpus tpu-vm ssh "$node" "${LOCATION[@]}" --worker=0 \
+    # a pod's host (--worker), or a fleet's VM NAME-<worker> and its search worker's log
+    node=$NAME host=$WORKER log=$LOG
+    if [[ "$FLEET" -gt 1 ]]; then node="$NAME-$WORKER" host=0 log=tpu_convrnn_search.log; fi
+    run gcloud compute tpus tpu-vm ssh "$node" "${LOCATION[@]}" --worker="$host" \
       --command "tail -n +1 -F $log"
     ;;
   ssh)

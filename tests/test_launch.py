@@ -78,7 +78,7 @@ def test_setup_copies_and_installs_the_matching_tf_pair_on_every_worker(fake):
     assert ssh[:5] == ["compute", "tpus", "tpu-vm", "ssh", "rgc"] and "--worker=all" in ssh
     command = _flag(ssh, "--command")
     assert "tensorflow==2.19.1" in command and "tensorflow-tpu==2.19.1" in command
-    assert "pip install -q -e tpu_convrnn" in command
+    assert "pip install -q -e 'tpu_convrnn[search]'" in command
 
 
 def test_run_passes_gin_params_intact_to_every_worker(fake):
@@ -171,3 +171,45 @@ def test_local_sh_runs_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "train_and_eval: done at step 4" in proc.stdout
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())[0]["step"] == 4
+
+
+def test_a_fleet_is_one_queued_resource_set_up_and_deleted_together(fake):
+    _, [call] = fake("--fleet", "3", "--queued", "create", "--accelerator-type", "v4-8")
+    assert call[:5] == ["compute", "tpus", "queued-resources", "create", "rgc"]
+    assert _flag(call, "--node-count") == "3" and _flag(call, "--node-prefix") == "rgc"
+    assert "--node-id" not in call
+    proc, _ = fake("--fleet", "3", "create", "--accelerator-type", "v4-8", check=False)
+    assert proc.returncode == 2 and "add --queued" in proc.stderr
+    _, calls = fake("--fleet", "3", "setup")
+    assert [c[4] for c in calls if c[3] == "ssh"] == ["rgc-0", "rgc-1", "rgc-2"]
+    assert [c[5] for c in calls if c[3] == "scp"] == [f"rgc-{i}:tpu_convrnn.tar.gz"
+                                                      for i in range(3)]
+    _, calls = fake("--fleet", "3", "delete")
+    assert [c[4] for c in calls] == ["rgc-0", "rgc-1", "rgc-2"]
+
+
+def test_search_starts_one_worker_per_vm_and_keeps_the_password_off_command_lines(fake):
+    pw = fake.tmp / "pw"
+    pw.write_text("s3cret-pw\n")
+    args = ["--fleet", "2", "search", "--space", "gin/search/median_cell.gin", "--n-trials",
+            "2000", "--storage", "postgresql://search@10.0.0.5/search",
+            "--storage-password-file", str(pw), "--trials-dir", "gs://b/search/trials"]
+    _, calls = fake(*args)
+    scps = [c for c in calls if c[3] == "scp"]
+    sshs = [c for c in calls if c[3] == "ssh"]
+    assert [(c[4], c[5]) for c in scps] == [(str(pw), "rgc-0:.search_password"),
+                                            (str(pw), "rgc-1:.search_password")]
+    for i, call in enumerate(sshs):
+        assert call[4] == f"rgc-{i}"
+        command = _flag(call, "--command")
+        for part in ("-m tpu_convrnn.search run", "--space=gin/search/median_cell.gin",
+                     "--storage=postgresql://search@10.0.0.5/search", f"--worker_index={i}",
+                     "--trials_dir=gs://b/search/trials", "--n_trials=2000", "--tpu=local",
+                     "--storage_password_file=../.search_password"):
+            assert part in command, (part, command)
+    assert not any("s3cret-pw" in " ".join(c) for c in calls)
+    proc, _ = fake(*[a if a != "gs://b/search/trials" else "/tmp/trials" for a in args],
+                   check=False)
+    assert proc.returncode == 2 and "must be a gs:// folder" in proc.stderr
+    proc, _ = fake(*[a.replace("search@", "search:pw@") for a in args], check=False)
+    assert proc.returncode == 2 and "must not hold a password" in proc.stderr

@@ -116,8 +116,12 @@ def test_workers_on_postgres_share_one_study_and_a_killed_trial_resumes(postgres
 def test_tiny_search_ranks_a_crippled_cell_below_the_reference(tmp_path):
     # gate offset 0.01 (multiplier -0.01): every cell passes at most 2% of its input on
     crippled = "{'cell.gate_offset': 0.01, 'cell.tau_offset': 1.0, 'cell.use_bias': False}"
-    space = _space(tmp_path, "study.keep_top_k = 1", "study.min_steps = 30",
-                   "study.reduction_factor = 2", "study.checkpoint_every = 30",
+    cell = open(SMALL).read().split("space.cell = ")[1].split("}")[0] + "}"
+    cell = cell.replace("'gate_offset': ('float', 0.2, 1.5, 'log')",
+                        "'gate_offset': ('float', 0.01, 1.5, 'log')")
+    space = _space(tmp_path, f"space.cell = {cell}", "study.keep_top_k = 1",
+                   "study.min_steps = 30", "study.reduction_factor = 2", "study.max_steps = 60",
+                   "study.checkpoint_every = 30",
                    # an eighth of the channels (small.gin's): enough to learn in 30 steps
                    "space.trial_bindings = ['model.width = 0.125', 'model.times = 7']",
                    f"space.references = {{'rgc': 'shallow_rgc_cell', 'crippled': {crippled}}}")

@@ -37,7 +37,7 @@ def _gin(tmp_path, *lines):
     ("space.cell = {'tau_filter_size': ('int', 3, 3)}", "empty range [3, 3]"),
     ("space.feedback = {'feedback_size': ('int', 1, 3)}", "unknown feedback knob"),
     ("space.train = {'lr': ('float', 0.1, 1.0)}", "unknown training knob 'lr'"),
-    ("study.max_steps = 50", "is not study.min_steps (20) x study.reduction_factor (3) ** k"),
+    ("study.max_steps = 100", "is not study.min_steps (40) x study.reduction_factor (3) ** k"),
 ])
 def test_bad_spaces_are_one_line_errors_naming_file_and_line(tmp_path, capsys, binding, words):
     path = _gin(tmp_path, "# a comment", binding)

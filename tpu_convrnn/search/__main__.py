@@ -98,14 +98,16 @@ def run(args) -> int:
     split = study_lib.prepare_split(args.study_dir, data, s.cfg.minival_examples)
     study, created = study_lib.open_study(s.space, s.cfg, s.storage, s.name, args.worker_index,
                                           args.space)
+    print(f"study {s.name!r} in {mask_url(s.url)} ({'created' if created else 'joined'}); "
+          f"budgets {s.cfg.budgets()} steps", flush=True)
     if created:
         study.set_user_attr("global_batch", recipe.global_batch)
     # Worker 0 alone enqueues the references (workers starting together would each do it).
     if args.worker_index == 0 and not any("reference" in t.user_attrs
                                           for t in study.get_trials(deepcopy=False)):
         study_lib.enqueue_references(study, refs)
-    print(f"study {s.name!r} in {mask_url(s.url)} ({'created' if created else 'joined'}); "
-          f"budgets {s.cfg.budgets()} steps; {len(refs)} reference trial(s)", flush=True)
+        print(f"enqueued {len(refs)} reference trial(s): {', '.join(refs) or 'none'}",
+              flush=True)
     if args.workers > 1:
         return _start_workers(args)
     return _work(args, s, study, split, recipe.warmup_steps / max(recipe.train_steps, 1))

@@ -91,6 +91,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dir", required=True, help="folder for the cluster (created)")
     args = p.parse_args(argv)
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)  # stop the server on SIGTERM too
     with LocalPostgres(args.dir) as pg:
         print(f"PostgreSQL running: --storage={pg.url}  (Ctrl-C stops it)", flush=True)
         try:

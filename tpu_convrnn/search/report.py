@@ -144,6 +144,7 @@ def write_report(study, space, cfg, out: str, top: int = 5, space_file: str = ""
 
 def plot(study, space, cfg, rows, best, path):
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(2, 3, figsize=(15, 8.5))
@@ -167,6 +168,7 @@ def plot(study, space, cfg, rows, best, path):
     ax[0, 1].step(cx, ys, where="post")
     ax[0, 1].set(xlabel="training compute so far (PFLOP)", ylabel="best minival top-1",
                  title="best so far against compute")
+    ax[0, 1].ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
     ax[0, 2].hist([r["top1"] for r in full], bins=20, alpha=0.8, label="full budget")
     ax[0, 2].hist([r["top1"] for r in scored if r["state"] == "PRUNED"], bins=20, alpha=0.6,
                   label="pruned (last rung)")
@@ -183,14 +185,20 @@ def plot(study, space, cfg, rows, best, path):
     importances = {}
     try:
         import optuna
-        importances = optuna.importance.get_param_importances(
-            study, target=lambda t: t.values[0] if t.values else None)
+        import warnings
+        # Optuna's default evaluator (PED-ANOVA) rates parameters for *low* targets, and warns
+        # about it whenever a target is given
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            importances = optuna.importance.get_param_importances(
+                study, target=lambda t: -t.values[0])
     except Exception as e:  # noqa: BLE001  (too few or constant trials)
         ax[1, 1].text(0.5, 0.5, f"no importances:\n{str(e)[:80]}", ha="center", va="center",
                       transform=ax[1, 1].transAxes, fontsize=8)
     names = list(importances)[:12][::-1]
     ax[1, 1].barh(names, [importances[n] for n in names])
-    ax[1, 1].set(xlabel="importance (fANOVA)", title="parameter importances")
+    ax[1, 1].set(xlabel="importance for high top-1 (Optuna's PED-ANOVA)",
+                 title="parameter importances")
     ax[1, 1].tick_params(axis="y", labelsize=7)
     with_params = [r for r in full if r["params"]]
     ax[1, 2].scatter([r["params"] for r in with_params], [r["top1"] for r in with_params], s=14)
@@ -199,6 +207,7 @@ def plot(study, space, cfg, rows, best, path):
             ax[1, 2].annotate(r["reference"], (r["params"], r["top1"]), fontsize=7)
     ax[1, 2].set(xscale="log", xlabel="parameters", ylabel="minival top-1",
                  title="accuracy against size")
+    ax[1, 2].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     fig.suptitle(f"study {study.study_name}: {len(rows)} trials")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

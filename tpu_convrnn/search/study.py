@@ -89,7 +89,7 @@ def open_storage(url: str, cfg: StudyConfig, with_heartbeat: bool = True, attemp
         kwargs = dict(heartbeat_interval=cfg.heartbeat_interval, grace_period=cfg.grace_period,
                       heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                           max_retry=cfg.max_retry))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the worker reports failures itself
     for attempt in range(attempts):
         try:
             return RDBStorage(url, engine_kwargs=engine, **kwargs)
@@ -104,15 +104,20 @@ def open_storage(url: str, cfg: StudyConfig, with_heartbeat: bool = True, attemp
 
 
 def origin_number(trial) -> int:
-    """The trial number whose folder this trial uses: itself, or the trial it retries (after a
-    dead worker's heartbeat ran out, or an interrupted worker re-queued it)."""
-    if "resume_of" in trial.user_attrs:
-        return int(trial.user_attrs["resume_of"])
-    if not hasattr(trial, "system_attrs"):  # a live Trial: read its stored (frozen) record
-        trial = trial.study._storage.get_trial(trial._trial_id)
+    """The trial number whose folder this trial uses: itself, or the trial it retries. A trial
+    re-queued by an interrupted worker carries ``resume_of``; one re-queued after its worker's
+    heartbeat ran out inherits the user attributes of the failed one, ``origin`` among them
+    (set before any training), and its stored record names the failed trial."""
+    import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
-    number = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
-    return trial.number if number is None else int(number)
+    for key in ("resume_of", "origin"):
+        if key in trial.user_attrs:
+            return int(trial.user_attrs[key])
+    if isinstance(trial, optuna.trial.FrozenTrial):
+        number = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+        if number is not None:
+            return int(number)
+    return trial.number
 
 
 # ---------------------------------------------------------------------------------- study
