@@ -183,3 +183,17 @@ def test_sigterm_stops_a_worker_cleanly_and_the_trial_resumes(tmp_path):
     # the loop running at the signal finishes and saves (step 20); the retry goes on from there
     log = open(study_dir / "logs" / "trial_00000_steps_40.log").read()
     assert re.search(r"resumed from checkpoint \S+ckpt-20 at step 20", log), log[-2000:]
+
+
+def test_a_diverging_trial_scores_zero_and_the_worker_goes_on(tmp_path):
+    space = _space(tmp_path, "study.min_steps = 20", "study.max_steps = 20",
+                   "space.train = {'base_lr': ('float', 0.1, 1e9, 'log')}",
+                   "space.references = {'huge_lr': {'train.base_lr': 1e9}}")
+    study_dir = tmp_path / "study"
+    out = tmp_path / "w.txt"
+    proc = _worker([f"--space={space}", f"--study_dir={study_dir}", "--n_trials=1"], out)
+    assert proc.wait(timeout=600) == 0, open(out).read()[-3000:]
+    [trial] = _study(f"sqlite:///{study_dir}/study.db").get_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.0
+    assert "loss became NaN" in trial.user_attrs["diverged"]
+    assert "diverged, scored top1 0" in open(out).read()

@@ -273,13 +273,11 @@ class StudyConfig:
     max_retry: int = 3
 
     def budgets(self) -> list:
-        return [self.min_steps * self.reduction_factor ** k
-                for k in range(self.rungs())]
-
-    def rungs(self) -> int:
+        """Training steps of each rung (a multi-objective study has one: ``max_steps``)."""
         if len(self.objectives) > 1:
-            return 1
-        return int(round(math.log(self.max_steps / self.min_steps, self.reduction_factor))) + 1
+            return [self.max_steps]
+        rungs = int(round(math.log(self.max_steps / self.min_steps, self.reduction_factor))) + 1
+        return [self.min_steps * self.reduction_factor ** k for k in range(rungs)]
 
     def check(self, where=None):
         at = where or (lambda field, token=None: "the study settings")

@@ -48,6 +48,7 @@ def trial_rows(study, cfg) -> list:
             "reference": t.user_attrs.get("reference", ""),
             "repeat_of": t.user_attrs.get("repeat_of", ""),
             "rejected": t.user_attrs.get("rejected", ""), "error": t.user_attrs.get("error", ""),
+            "diverged": t.user_attrs.get("diverged", ""),
             "arch_hash": t.user_attrs.get("arch_hash", ""),
             "gin": t.user_attrs.get("gin", ""), "trial_dir": t.user_attrs.get("trial_dir", ""),
             **{f"param:{k}": v for k, v in t.params.items()}})
@@ -117,7 +118,8 @@ def write_report(study, space, cfg, out: str, top: int = 5, space_file: str = ""
     print(f"study {study.study_name!r}: {len(rows)} trials (" + ", ".join(
         f"{v} {k.lower()}" for k, v in sorted(states.items())) + f"); "
         f"{sum(bool(r['rejected']) for r in rows)} rejected before training, "
-        f"{sum(r['repeat_of'] != '' for r in rows)} repeats not retrained")
+        f"{sum(r['repeat_of'] != '' for r in rows)} repeats not retrained, "
+        f"{sum(bool(r['diverged']) for r in rows)} diverged")
     print(f"top {len(best)} at the full budget ({cfg.max_steps} steps):")
     print(f"{'rank':>4} {'trial':>5} {'top1':>7} {'params':>11} {'GFLOP/img':>10}  reference")
     by_number = {r["trial"]: r for r in rows}

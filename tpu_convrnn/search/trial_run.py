@@ -6,7 +6,8 @@
 The rung trains afresh (or resumes from ``DIR``'s newest checkpoint) with its own schedule:
 ``train.train_steps`` = the budget, warmup the same fraction of it as the recipe's, decaying to
 zero at the budget. Then the newest checkpoint is evaluated and ``DIR/eval/metrics.json``
-written. Exit 0: done; 3: stopped by SIGTERM after saving (resume later); 1 or 2: an error.
+written. Exit 0: done; 3: stopped by SIGTERM after saving (resume later); 4: the loss diverged
+(a result of the trial, not a fault); 1 or 2: an error.
 Workers run rungs this way so that a crash or an out-of-memory kill ends one rung, not the
 worker, and a worker's memory does not grow from trial to trial.
 """
@@ -20,6 +21,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PREEMPTED = 3
+DIVERGED = 4
 
 
 def rung_bindings(steps: int, warmup_fraction: float, checkpoint_every: int) -> list:
@@ -55,6 +57,7 @@ def main(argv=None) -> int:
     from tpu_convrnn import gin_config
     from tpu_convrnn.experiment import run_experiment
     from tpu_convrnn.gin_files import parse_gin
+    from tpu_convrnn.train import TrainingDiverged
     try:
         parse_gin([args.gin_file], rung_bindings(args.steps, args.warmup_fraction,
                                                  args.checkpoint_every))
@@ -68,6 +71,9 @@ def main(argv=None) -> int:
             run_experiment("eval", args.model_dir, gin_config.configured_model, data, cfg,
                            tpu=args.tpu, log=lambda msg: None if msg.startswith("resumed from")
                            else print(msg, flush=True))
+    except TrainingDiverged as e:
+        print(f"error: TrainingDiverged: {e}", file=sys.stderr, flush=True)
+        return DIVERGED
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2

@@ -9,7 +9,8 @@ reports top-1 on the minival and is pruned or promoted. A retried trial (dead wo
 interrupted one) uses its original's folder and so resumes from its last checkpoint.
 
 Faults: a rung that crashes or is killed (out of memory) fails its trial alone, with the error
-recorded, and the worker goes on. SIGTERM or Ctrl-C: the running rung saves a checkpoint and
+recorded, and the worker goes on. A rung whose loss diverges scores top-1 0 (attribute
+``diverged``): a result the sampler learns from, not a fault. SIGTERM or Ctrl-C: the running rung saves a checkpoint and
 stops, the trial is re-queued to resume, and the worker exits 0.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 
 from tpu_convrnn.search import candidate, sample
 from tpu_convrnn.search.study import origin_number
-from tpu_convrnn.search.trial_run import PREEMPTED, finished_metrics
+from tpu_convrnn.search.trial_run import DIVERGED, PREEMPTED, finished_metrics
 
 # Child lines echoed to the worker's console (the rest goes to the trial's log only).
 _ECHO = ("step ", "resumed from", "eval at", "error", "checkpoint ")
@@ -138,7 +139,7 @@ class Worker:
 
     def _train(self, trial, trial_dir, gin_path, info):
         import optuna
-        budgets = self.cfg.budgets() if self.single else [self.cfg.max_steps]
+        budgets = self.cfg.budgets()
         t0, top1 = time.monotonic(), None
         for k, budget in enumerate(budgets):
             if self.stopping:
@@ -200,6 +201,10 @@ class Worker:
                 self.child = None
         if code == PREEMPTED or (self.stopping and code != 0):
             self._requeue(trial)
+        if code == DIVERGED:  # a (bad) result: the worst top-1, so the sampler learns from it
+            trial.set_user_attr("diverged", last_error)
+            self.log(f"trial {trial.number} {what}: diverged, scored top1 0: {last_error}")
+            return {"top1": 0.0, "top1_per_step": []}
         if code != 0:
             reason = last_error or (f"killed by signal {-code}" + (
                 " (out of memory?)" if code == -signal.SIGKILL else "") if code < 0
