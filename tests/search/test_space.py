@@ -152,8 +152,8 @@ def test_a_filter_larger_than_its_map_is_rejected_before_training(tmp_path):
     space, _ = _space(SMALL, "space.cell = {'tau_filter_size': ('int', 1, 5)}")
     params = {"cell.tau_filter_size": 5, "train.base_lr": 0.4,
               **{sample.edge_param(s, d): False for s, d in space.candidate_edges()}}
-    gin_path = candidate.write_trial_gin(str(tmp_path / "t.gin"), space,
-                                         sample.bindings(space, params), None)
+    gin_path = str(tmp_path / "t.gin")
+    candidate.write_trial_gin(gin_path, space, sample.bindings(space, params), None)
     # 72 px: conv3's cell sees 9x9, conv4's 5x5, conv5's 3x3 (the cell's tau convs of c and h)
     with pytest.raises(candidate.Rejected, match=r"^layer conv5: cell_tau_filter_size = 5 is "
                                                  r"larger than its 3x3 map"):

@@ -90,9 +90,9 @@ def run(args) -> int:
     s = Setup(args)
     if args.workers < 1 or args.n_trials < 1:
         raise ValueError("--workers and --n_trials must be positive")
-    base_gin = candidate.write_trial_gin(os.path.join(args.study_dir, "base.gin"), s.space,
-                                         {"model.base": s.space.base}, None,
-                                         "The trials' common setup (before the sample).")
+    base_gin = os.path.join(args.study_dir, "base.gin")
+    candidate.write_trial_gin(base_gin, s.space, {"model.base": s.space.base}, None,
+                              "The trials' common setup (before the sample).")
     _, recipe, data = candidate.parse_trial_gin(base_gin)
     refs = references.reference_params(s.space, recipe)
     split = study_lib.prepare_split(args.study_dir, data, s.cfg.minival_examples)

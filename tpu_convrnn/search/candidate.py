@@ -57,12 +57,15 @@ def gin_text(space, bindings: dict, split_gin: str | None, header: str = "") -> 
 
 def write_trial_gin(path: str, space, bindings: dict, split_gin: str | None,
                     header: str = "") -> str:
+    """Writes the gin file (atomically); returns its text."""
     text = gin_text(space, bindings, split_gin, header)
-    _write_atomic(path, text)
-    return path
+    write_text_atomic(path, text)
+    return text
 
 
-def _write_atomic(path, text):
+def write_text_atomic(path, text):
+    """Writes ``text`` to ``path`` through a temporary file and a rename (no torn file when
+    several workers write the same file, or one is killed)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:

@@ -66,7 +66,7 @@ def top_trials(study, cfg, n):
 def median_params(space, trials) -> dict:
     """Per-parameter median (numbers; ints rounded) or mode (categories) over ``trials``;
     edges kept if present in more than half; feedback settings over the trials that had them."""
-    from tpu_convrnn.search.config import parse_knob
+    from tpu_convrnn.search.knobs import parse_knob
     knobs = space.knobs()
     out = {}
 

@@ -15,7 +15,8 @@ turns params into the ``model.*`` / ``train.*`` values a trial's gin file binds.
 from __future__ import annotations
 
 from tpu_convrnn import zoo
-from tpu_convrnn.search.config import Knob, SearchSpace
+from tpu_convrnn.search.config import SearchSpace
+from tpu_convrnn.search.knobs import Knob
 
 
 def edge_param(src: str, dst: str) -> str:
@@ -65,17 +66,18 @@ def bindings(space: SearchSpace, params: dict) -> dict:
     ``model.add_edges``, ``model.remove_edges`` and ``train.*``. Parameters the space does not
     search take the space's fixed values (or the cell's defaults)."""
     fixed_cell, fixed_fb, fixed_train = (space.fixed(s) for s in ("cell", "feedback", "train"))
+    knobs = space.knobs()
     base_edges = [list(e) for e in zoo.released_graph(space.base)["edges"]]
     on = {(s, d) for s, d in space.candidate_edges() if params.get(edge_param(s, d), False)}
     receivers = feedback_receivers(space, params)
     cells = {}
     for layer in space.cell_layers:
         cfg = {"kind": space.cell_kind, **fixed_cell}
-        for name in space.knobs()["cell"]:
+        for name in knobs["cell"]:
             cfg[name] = params[cell_param(space, layer, name)]
         if layer in receivers:
             cfg.update(fixed_fb)
-            for name in space.knobs()["feedback"]:
+            for name in knobs["feedback"]:
                 cfg[name] = params[f"fb.{layer}.{name}"]
         cells[layer] = _cell_arguments(space, cfg)
     add = [[s, d] for s, d in space.candidate_edges() if (s, d) in on and [s, d] not in base_edges]
@@ -84,7 +86,7 @@ def bindings(space: SearchSpace, params: dict) -> dict:
     out = {"model.base": space.base, "model.cells": cells, "model.add_edges": add,
            "model.remove_edges": remove}
     train = dict(fixed_train)
-    train.update({name: params[f"train.{name}"] for name in space.knobs()["train"]})
+    train.update({name: params[f"train.{name}"] for name in knobs["train"]})
     out.update({f"train.{k}": v for k, v in train.items()})
     return out
 

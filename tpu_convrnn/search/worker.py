@@ -108,12 +108,10 @@ class Worker:
         header = (f"Trial {origin} of study {self.study.study_name}: train it as it is with\n"
                   f"  python -m tpu_convrnn.main --gin_file={gin_path} --mode=train_and_eval "
                   f"--model_dir=DIR")
-        candidate.write_trial_gin(gin_path, self.space, bindings, self.split_gin, header)
-        for k, v in {"gin": gin_path, "trial_dir": trial_dir, "origin": origin,
+        text = candidate.write_trial_gin(gin_path, self.space, bindings, self.split_gin, header)
+        for k, v in {"gin": gin_path, "gin_text": text, "trial_dir": trial_dir, "origin": origin,
                      "worker": f"{socket.gethostname()}/{self.index}"}.items():
             trial.set_user_attr(k, v)
-        with open(gin_path, encoding="utf-8") as f:
-            trial.set_user_attr("gin_text", f.read())
         kind = "retry of trial %d" % origin if origin != trial.number else \
             trial.user_attrs.get("reference", "sampled")
         try:
