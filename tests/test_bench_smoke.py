@@ -44,3 +44,19 @@ def test_neural_fit_benchmark_runs():
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "s per bin x split); peak RSS" in proc.stdout
+
+
+def test_cell_comparison_runs_and_resumes(tmp_path):
+    args = [sys.executable, "bench/cell_comparison.py", f"--output={tmp_path}", "--data=debris",
+            "--seeds=1", "--steps=2", "--models=feedforward,rgc", "--width=0.0625", "--times=7"]
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| debris | rgc |" in proc.stdout and "| debris | feedforward |" in proc.stdout
+    for name in ("results.csv", "table.md", "comparison.png"):
+        assert os.path.getsize(tmp_path / name) > 0
+    logs = {p: os.path.getsize(tmp_path / "logs" / p) for p in os.listdir(tmp_path / "logs")}
+    again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    # finished runs are not run again
+    assert {p: os.path.getsize(tmp_path / "logs" / p) for p in logs} == logs
+    assert again.stdout.splitlines()[-5:] == proc.stdout.splitlines()[-5:]

@@ -1,0 +1,193 @@
+"""The paper's comparison of cell kinds (NeurIPS 2018 Fig. 2) at small scale, on this CPU.
+
+    python bench/cell_comparison.py --output=runs/comparison --data=debris,embedded --seeds=3
+
+Models: the shallow base as a feedforward net, a wider feedforward control with about the
+parameters of rgc_shallow, and the released shallow models' cells in conv3-conv5 (time decay,
+SimpleRNN, GRU, LSTM, UGRNN, IntersectionRNN, reciprocal gated), all at ``--width`` of the
+channels, T = ``--times`` with the image shown at every step, the same ``--steps`` and seeds.
+Each run is ``python -m tpu_convrnn.main --mode=train_and_eval`` on a gin file written under
+``--output`` (parameters and FLOPs from the search's own inspection of that file); a run with
+metrics at its last step is not run again, and a killed one resumes from its checkpoint, so the
+command continues where it stopped. Writes ``results.csv``, ``table.md`` (top-1 mean and s.e.m.
+over seeds, parameters, FLOPs per training image) and ``comparison.png`` (top-1 against
+parameters; top-1 by time step for each model).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+CELLS = {"timedecay": "timedecay_shallow", "simplernn": "simplernn_shallow",
+         "gru": "gru_shallow", "lstm": "lstm_shallow", "ugrnn": "ugrnn_shallow",
+         "intersectionrnn": "intersectionrnn_shallow", "rgc": "rgc_shallow"}
+DATA = {"debris": "gin/debris.gin", "embedded": "gin/local.gin"}
+
+
+def gin_text(base, data, width, times, steps, seed):
+    return "\n".join([
+        f"include '{DATA[data]}'", f"model.base = '{base}'", f"model.width = {width!r}",
+        f"model.times = {times}", "model.image_off = None", f"train.train_steps = {steps}",
+        f"train.warmup_steps = {max(1, steps // 10)}", f"train.checkpoint_every = {steps}",
+        f"train.seed = {seed}", ""])
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def matched_width(args, target_params):
+    """The width of the shallow base whose parameter count is closest to ``target_params``."""
+    from tpu_convrnn.search.candidate import inspect_gin
+    lo, hi = args.width, args.width * 4
+    probe = os.path.join(args.output, "gins", "width_probe.gin")
+    for _ in range(10):
+        mid = (lo + hi) / 2
+        write(probe, gin_text("shallow_base", "debris", mid, args.times, args.steps, 0))
+        if inspect_gin(probe, filters_fit_maps=False)["params"] < target_params:
+            lo = mid
+        else:
+            hi = mid
+    return round((lo + hi) / 2, 4)
+
+
+def models(args):
+    """{name: (base graph, width)}."""
+    from tpu_convrnn.search.candidate import inspect_gin
+    rgc = write(os.path.join(args.output, "gins", "rgc_probe.gin"),
+                gin_text("rgc_shallow", "debris", args.width, args.times, args.steps, 0))
+    target = inspect_gin(rgc, filters_fit_maps=False)["params"]
+    out = {"feedforward": ("shallow_base", args.width),
+           "feedforward_wide": ("shallow_base", matched_width(args, target))}
+    out.update({name: (base, args.width) for name, base in CELLS.items()})
+    return out
+
+
+def run_one(args, data, name, base, width, seed):
+    """Trains (or resumes) one model; returns its last metrics entry."""
+    gin = write(os.path.join(args.output, "gins", f"{data}_{name}_seed{seed}.gin"),
+                gin_text(base, data, width, args.times, args.steps, seed))
+    model_dir = os.path.join(args.output, data, name, f"seed{seed}")
+    metrics = os.path.join(model_dir, "eval", "metrics.json")
+
+    def done():
+        if not os.path.exists(metrics):
+            return None
+        entries = [e for e in json.load(open(metrics)) if e["step"] == args.steps]
+        return entries[0] if entries else None
+    if done() is None:
+        log = os.path.join(args.output, "logs", f"{data}_{name}_seed{seed}.log")
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        with open(log, "a") as f:
+            code = subprocess.call([sys.executable, "-m", "tpu_convrnn.main", f"--gin_file={gin}",
+                                    "--mode=train_and_eval", f"--model_dir={model_dir}"],
+                                   stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+        if code != 0 or done() is None:
+            raise RuntimeError(f"{data} {name} seed {seed} failed (exit {code}); see {log}")
+    return gin, done()
+
+
+def summarise(rows):
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["data"], r["model"]), []).append(r)
+    out = []
+    for (data, model), rs in groups.items():
+        accs = [r["top1"] for r in rs]
+        mean = sum(accs) / len(accs)
+        sem = (math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1) / len(accs))
+               if len(accs) > 1 else float("nan"))
+        per_step = [sum(s) / len(s) for s in zip(*[r["top1_per_step"] for r in rs])]
+        out.append({"data": data, "model": model, "seeds": len(rs), "top1": mean, "sem": sem,
+                    "params": rs[0]["params"], "gflop": rs[0]["gflop"], "per_step": per_step})
+    return out
+
+
+def write_outputs(args, rows):
+    with open(os.path.join(args.output, "results.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, ["data", "model", "seed", "top1", "params", "gflop",
+                               "top1_per_step"])
+        w.writeheader()
+        w.writerows([{**r, "top1_per_step": " ".join(f"{a:.3f}" for a in r["top1_per_step"])}
+                     for r in rows])
+    summary = summarise(rows)
+    lines = ["| data | model | top-1 (mean +- s.e.m.) | seeds | parameters | GFLOP/img |",
+             "|---|---|---|---|---|---|"]
+    for s in sorted(summary, key=lambda s: (s["data"], s["top1"])):
+        lines.append(f"| {s['data']} | {s['model']} | {s['top1']:.3f} +- {s['sem']:.3f} | "
+                     f"{s['seeds']} | {s['params']:,} | {s['gflop']:.3g} |")
+    table = "\n".join(lines)
+    write(os.path.join(args.output, "table.md"), table + "\n")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    datasets = sorted({s["data"] for s in summary})
+    fig, ax = plt.subplots(len(datasets), 2, figsize=(12, 4.2 * len(datasets)), squeeze=False)
+    for i, data in enumerate(datasets):
+        ss = [s for s in summary if s["data"] == data]
+        for s in ss:
+            ax[i, 0].errorbar(s["params"], s["top1"], yerr=0 if math.isnan(s["sem"]) else
+                              s["sem"], fmt="o")
+            ax[i, 0].annotate(s["model"], (s["params"], s["top1"]), fontsize=7)
+            ax[i, 1].plot(s["per_step"], label=s["model"])
+        ax[i, 0].set(xscale="log", xlabel="parameters", ylabel="held-out top-1",
+                     title=f"{data}: top-1 against parameters (mean +- s.e.m.)")
+        ax[i, 1].set(xlabel="time step", ylabel="held-out top-1",
+                     title=f"{data}: top-1 by time step")
+        ax[i, 1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.output, "comparison.png"), dpi=90)
+    plt.close(fig)
+    return table
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--output", required=True)
+    p.add_argument("--data", default="debris,embedded", help="comma list of debris, embedded")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--width", type=float, default=0.125)
+    p.add_argument("--times", type=int, default=10)
+    p.add_argument("--models", default=None, help="comma list (default: all)")
+    args = p.parse_args(argv)
+    for d in args.data.split(","):
+        if d not in DATA:
+            p.error(f"--data: unknown dataset {d!r} (choose from {', '.join(DATA)})")
+    from tpu_convrnn.search.candidate import inspect_gin
+    table = models(args)
+    names = args.models.split(",") if args.models else list(table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        p.error(f"--models: unknown {unknown} (choose from {', '.join(table)})")
+    rows, total, k = [], len(args.data.split(",")) * len(names) * args.seeds, 0
+    for data in args.data.split(","):
+        for name in names:
+            base, width = table[name]
+            for seed in range(args.seeds):
+                k += 1
+                gin, m = run_one(args, data, name, base, width, seed)
+                info = inspect_gin(gin, filters_fit_maps=False)
+                rows.append({"data": data, "model": name, "seed": seed, "top1": m["top1"],
+                             "params": info["params"], "gflop": info["flops_train_step"] / 1e9,
+                             "top1_per_step": m["top1_per_step"]})
+                print(f"[{k}/{total}] {data} {name} (width {width}) seed {seed}: top1 "
+                      f"{m['top1']:.4f}, {info['params']:,} params", flush=True)
+    print(write_outputs(args, rows))
+    print(f"wrote {args.output}/results.csv, table.md and comparison.png")
+
+
+if __name__ == "__main__":
+    main()
