@@ -38,7 +38,10 @@ def gin_text(base, data, width, times, steps, seed):
         f"include '{DATA[data]}'", f"model.base = '{base}'", f"model.width = {width!r}",
         f"model.times = {times}", "model.image_off = None", f"train.train_steps = {steps}",
         f"train.warmup_steps = {max(1, steps // 10)}", f"train.checkpoint_every = {steps}",
-        f"train.seed = {seed}", ""])
+        f"train.seed = {seed}",
+        # the original's searched per-element gradient clipping (gin/recipes/imagenet.gin): at
+        # gin/local.gin's learning rate the feedforward nets diverge on debris without it
+        "train.clip_value = 0.32374580586841245", ""])
 
 
 def write(path, text):
@@ -94,6 +97,8 @@ def run_one(args, data, name, base, width, seed):
             code = subprocess.call([sys.executable, "-m", "tpu_convrnn.main", f"--gin_file={gin}",
                                     "--mode=train_and_eval", f"--model_dir={model_dir}"],
                                    stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+        if code != 0 and "TrainingDiverged" in open(log).read():
+            return gin, None  # a result: recorded as diverged
         if code != 0 or done() is None:
             raise RuntimeError(f"{data} {name} seed {seed} failed (exit {code}); see {log}")
     return gin, done()
@@ -105,13 +110,15 @@ def summarise(rows):
         groups.setdefault((r["data"], r["model"]), []).append(r)
     out = []
     for (data, model), rs in groups.items():
-        accs = [r["top1"] for r in rs]
-        mean = sum(accs) / len(accs)
+        ok = [r for r in rs if not math.isnan(r["top1"])]
+        accs = [r["top1"] for r in ok]
+        mean = sum(accs) / len(accs) if accs else float("nan")
         sem = (math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1) / len(accs))
                if len(accs) > 1 else float("nan"))
-        per_step = [sum(s) / len(s) for s in zip(*[r["top1_per_step"] for r in rs])]
-        out.append({"data": data, "model": model, "seeds": len(rs), "top1": mean, "sem": sem,
-                    "params": rs[0]["params"], "gflop": rs[0]["gflop"], "per_step": per_step})
+        per_step = [sum(s) / len(s) for s in zip(*[r["top1_per_step"] for r in ok])]
+        out.append({"data": data, "model": model, "seeds": len(ok), "diverged": len(rs) - len(ok),
+                    "top1": mean, "sem": sem, "params": rs[0]["params"],
+                    "gflop": rs[0]["gflop"], "per_step": per_step})
     return out
 
 
@@ -123,11 +130,12 @@ def write_outputs(args, rows):
         w.writerows([{**r, "top1_per_step": " ".join(f"{a:.3f}" for a in r["top1_per_step"])}
                      for r in rows])
     summary = summarise(rows)
-    lines = ["| data | model | top-1 (mean +- s.e.m.) | seeds | parameters | GFLOP/img |",
-             "|---|---|---|---|---|---|"]
-    for s in sorted(summary, key=lambda s: (s["data"], s["top1"])):
+    lines = ["| data | model | top-1 (mean +- s.e.m.) | seeds (diverged) | parameters | "
+             "GFLOP/img |", "|---|---|---|---|---|---|"]
+    for s in sorted(summary, key=lambda s: (s["data"], -1 if math.isnan(s["top1"])
+                                            else s["top1"])):
         lines.append(f"| {s['data']} | {s['model']} | {s['top1']:.3f} +- {s['sem']:.3f} | "
-                     f"{s['seeds']} | {s['params']:,} | {s['gflop']:.3g} |")
+                     f"{s['seeds']} ({s['diverged']}) | {s['params']:,} | {s['gflop']:.3g} |")
     table = "\n".join(lines)
     write(os.path.join(args.output, "table.md"), table + "\n")
     import matplotlib
@@ -138,6 +146,8 @@ def write_outputs(args, rows):
     for i, data in enumerate(datasets):
         ss = [s for s in summary if s["data"] == data]
         for s in ss:
+            if math.isnan(s["top1"]):
+                continue
             ax[i, 0].errorbar(s["params"], s["top1"], yerr=0 if math.isnan(s["sem"]) else
                               s["sem"], fmt="o")
             ax[i, 0].annotate(s["model"], (s["params"], s["top1"]), fontsize=7)
@@ -180,11 +190,13 @@ def main(argv=None):
                 k += 1
                 gin, m = run_one(args, data, name, base, width, seed)
                 info = inspect_gin(gin, filters_fit_maps=False)
+                m = m or {"top1": float("nan"), "top1_per_step": []}
                 rows.append({"data": data, "model": name, "seed": seed, "top1": m["top1"],
                              "params": info["params"], "gflop": info["flops_train_step"] / 1e9,
                              "top1_per_step": m["top1_per_step"]})
-                print(f"[{k}/{total}] {data} {name} (width {width}) seed {seed}: top1 "
-                      f"{m['top1']:.4f}, {info['params']:,} params", flush=True)
+                print(f"[{k}/{total}] {data} {name} (width {width}) seed {seed}: " + (
+                      "diverged" if math.isnan(m["top1"]) else f"top1 {m['top1']:.4f}") +
+                      f", {info['params']:,} params", flush=True)
     print(write_outputs(args, rows))
     print(f"wrote {args.output}/results.csv, table.md and comparison.png")
 
