@@ -13,6 +13,7 @@ import json
 import os
 
 from tpu_convrnn.gin_files import REPO_ROOT
+from tpu_convrnn.search.config import plain
 
 # Keys of a cell's config that say how it is computed or named, not what it computes.
 _NOT_MATH = ("name", "dtype", "trainable", "depthwise_method", "fuse_convs")
@@ -24,17 +25,7 @@ class Rejected(ValueError):
 
 def gin_value(value) -> str:
     """A Python literal gin parses back to ``value`` (dicts, lists, str, numbers, bools, None)."""
-    return repr(_plain(value))
-
-
-def _plain(x):
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if hasattr(x, "item"):  # numpy scalars
-        return x.item()
-    return x
+    return repr(plain(value))
 
 
 def include_path(path: str) -> str:
@@ -151,5 +142,5 @@ def architecture_hash(model) -> str:
 
 
 def digest(data) -> str:
-    text = json.dumps(_plain(data), sort_keys=True, default=str)
+    text = json.dumps(plain(data), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

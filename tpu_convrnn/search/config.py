@@ -95,7 +95,7 @@ class SearchSpace:
         d["trial_bindings"] = list(self.trial_bindings)
         d["references"] = self.references if isinstance(self.references, dict) else \
             list(self.references)
-        return _plain(d)
+        return plain(d)
 
     # ------------------------------------------------------------------ checks
     def check(self, where=None):
@@ -275,9 +275,12 @@ def locate(files) -> callable:
     return where
 
 
-def _plain(x):
+def plain(x):
+    """``x`` as plain data: dicts (str keys), lists, and Python scalars for numpy ones."""
     if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
+        return {str(k): plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
+        return [plain(v) for v in x]
+    if hasattr(x, "item"):  # numpy scalars
+        return x.item()
     return x
