@@ -242,7 +242,7 @@ class Trainer:
         eta = (target - step) / rate if rate > 0 else float("inf")
         lr = float(self.schedule(step))
         self.log(f"step {step}/{target}  loss {loss:.4f}  lr {lr:.4g}  {ips:,.1f} images/s  "
-                 f"ETA {_hms(eta)}")
+                 f"ETA {format_hms(eta)}")
         with self.writer.as_default(step=step):
             tf.summary.scalar("loss", loss)
             tf.summary.scalar("learning_rate", lr)
@@ -254,7 +254,7 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _hms(seconds: float) -> str:
+def format_hms(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
     s = int(round(seconds))

@@ -30,7 +30,8 @@ def test_images_are_the_maximum_of_their_pieces_and_held_out_ones_use_held_out_d
             assert len(made) == SMALL.fragments + 1
             assert all(0 <= d < len(digits) for d, *_ in made)  # only this split's digits
             target, _, _, size, y, x = made[0]
-            assert size == 28 and 0 <= y <= SMALL.image_size - 28 and 0 <= x <= SMALL.image_size - 28
+            room = SMALL.image_size - 28
+            assert size == 28 and 0 <= y <= room and 0 <= x <= room
             # the whole target is in the image: no pixel of it lost
             assert (img[y:y + 28, x:x + 28] >= digits[target]).all()
             assert all(d != target for d, *_ in made[1:])

@@ -87,9 +87,9 @@ class Setup:
 def run(args) -> int:
     from tpu_convrnn.search import candidate, references, study as study_lib
     from tpu_convrnn.search.study import mask_url
-    s = Setup(args)
     if args.workers < 1 or args.n_trials < 1:
         raise ValueError("--workers and --n_trials must be positive")
+    s = Setup(args)
     base_gin = os.path.join(args.study_dir, "base.gin")
     candidate.write_trial_gin(base_gin, s.space, {"model.base": s.space.base}, None,
                               "The trials' common setup (before the sample).")

@@ -24,10 +24,12 @@ PREEMPTED = 3
 DIVERGED = 4
 
 
-def rung_bindings(steps: int, warmup_fraction: float, checkpoint_every: int) -> list:
-    return [f"train.train_steps = {int(steps)}",
-            f"train.warmup_steps = {int(round(warmup_fraction * steps))}",
-            f"train.checkpoint_every = {int(min(checkpoint_every, steps))}"]
+def budget_settings(steps: int, warmup_fraction: float, checkpoint_every: int) -> dict:
+    """The ``train.*`` values of training to a budget: its own warmup (the recipe's fraction)
+    and decay to zero at ``steps``, checkpoints every ``checkpoint_every`` steps."""
+    return {"train.train_steps": int(steps),
+            "train.warmup_steps": int(round(warmup_fraction * steps)),
+            "train.checkpoint_every": int(min(checkpoint_every, steps))}
 
 
 def finished_metrics(model_dir: str, steps: int) -> dict | None:
@@ -59,8 +61,8 @@ def main(argv=None) -> int:
     from tpu_convrnn.gin_files import parse_gin
     from tpu_convrnn.train import TrainingDiverged
     try:
-        parse_gin([args.gin_file], rung_bindings(args.steps, args.warmup_fraction,
-                                                 args.checkpoint_every))
+        settings = budget_settings(args.steps, args.warmup_fraction, args.checkpoint_every)
+        parse_gin([args.gin_file], [f"{k} = {v}" for k, v in settings.items()])
         data, cfg = gin_config.configured_data(), gin_config.configured_train()
         result = run_experiment("train", args.model_dir, gin_config.configured_model, data, cfg,
                                 tpu=args.tpu)

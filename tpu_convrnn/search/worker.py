@@ -10,8 +10,8 @@ interrupted one) uses its original's folder and so resumes from its last checkpo
 
 Faults: a rung that crashes or is killed (out of memory) fails its trial alone, with the error
 recorded, and the worker goes on. A rung whose loss diverges scores top-1 0 (attribute
-``diverged``): a result the sampler learns from, not a fault. SIGTERM or Ctrl-C: the running rung saves a checkpoint and
-stops, the trial is re-queued to resume, and the worker exits 0.
+``diverged``): a result the sampler learns from, not a fault. SIGTERM or Ctrl-C: the running
+rung saves a checkpoint and stops, the trial is re-queued to resume, and the worker exits 0.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ import time
 
 from tpu_convrnn.search import candidate, sample
 from tpu_convrnn.search.study import origin_number
-from tpu_convrnn.search.trial_run import DIVERGED, PREEMPTED, finished_metrics
+from tpu_convrnn.search.trial_run import DIVERGED, PREEMPTED, budget_settings, finished_metrics
+from tpu_convrnn.train import format_hms
 
 # Child lines echoed to the worker's console (the rest goes to the trial's log only).
 _ECHO = ("step ", "resumed from", "eval at", "error", "checkpoint ")
@@ -56,11 +57,6 @@ def _rss_mb() -> float:
     except OSError:
         pass
     return float("nan")
-
-
-def _hms(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 class Worker:
@@ -100,11 +96,10 @@ class Worker:
         params = sample.suggest(trial, self.space)
         gin_path = os.path.join(self.study_dir, "gins", f"trial_{origin:05d}.gin")
         trial_dir = f"{self.trials_dir}/{origin:05d}"
-        top = self.cfg.max_steps
+        # the trial's own gin file trains it to the full budget
         bindings = {**sample.bindings(self.space, params),
-                    "train.train_steps": top,
-                    "train.warmup_steps": int(round(self.warmup_fraction * top)),
-                    "train.checkpoint_every": min(self.cfg.checkpoint_every, top)}
+                    **budget_settings(self.cfg.max_steps, self.warmup_fraction,
+                                      self.cfg.checkpoint_every)}
         header = (f"Trial {origin} of study {self.study.study_name}: train it as it is with\n"
                   f"  python -m tpu_convrnn.main --gin_file={gin_path} --mode=train_and_eval "
                   f"--model_dir=DIR")
@@ -157,7 +152,7 @@ class Worker:
                     raise optuna.TrialPruned()
             rest = sum(budgets[k + 1:]) / budget * dt
             self.log(f"trial {trial.number} rung {k + 1}/{len(budgets)} ({budget} steps): top1 "
-                     f"{top1:.4f} in {dt:.0f} s" + (f"; promoted, trial ETA {_hms(rest)}"
+                     f"{top1:.4f} in {dt:.0f} s" + (f"; promoted, trial ETA {format_hms(rest)}"
                                                    if k + 1 < len(budgets) else ""))
         trial.set_user_attr("seconds", round(time.monotonic() - t0, 1))
         return self._objectives(top1, info)
