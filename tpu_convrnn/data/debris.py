@@ -118,39 +118,29 @@ def write_debris(cache_dir: str, settings: DebrisSettings, num_shards: int = 4) 
     import tensorflow as tf
     settings.check()
     folder = os.path.join(cache_dir, f"debris-{settings.digest()}")
-    info_path = os.path.join(folder, "info.json")
-    if tf.io.gfile.exists(info_path):
-        with tf.io.gfile.GFile(info_path) as f:
-            info = json.load(f)
+    info = embedded.read_info(folder)
+    if info is not None:
         if info.get("settings") != dataclasses.asdict(settings):
             raise ValueError(f"{folder} holds debris images of other settings "
                              f"({info.get('settings')}); remove it")
         return info
     tf.io.gfile.makedirs(folder)
-    tag = f"{os.getpid()}.tmp"  # two first writers do not share a temporary file
     for split in ("train", "validation"):
         n = settings.num_train if split == "train" else settings.num_eval
         per = -(-n // num_shards)
         for shard in range(num_shards):
-            path = os.path.join(folder, records.shard_name(split, shard, num_shards))
             images, labels, pieces = render(settings, split, shard * per, (shard + 1) * per)
-            with tf.io.TFRecordWriter(f"{path}.{tag}") as w:
-                for i, (img, label, made) in enumerate(zip(images, labels, pieces)):
-                    rgb = np.repeat(img[..., None], 3, axis=-1)
-                    jpeg = tf.io.encode_jpeg(rgb, quality=95).numpy()
-                    w.write(records.encode_example(
-                        jpeg, int(label) + records.LABEL_OFFSET, rgb.shape[0], rgb.shape[1],
-                        key=f"debris-{split}-{shard * per + i}-digit{made[0][0]}"))
-            tf.io.gfile.rename(f"{path}.{tag}", path, overwrite=True)
-    info = {"source": "debris", "settings": dataclasses.asdict(settings), "num_classes": 10,
-            "num_train": settings.num_train, "num_eval": settings.num_eval,
-            "image_size": settings.image_size,
-            "train_pattern": os.path.join(folder, "train-*"),
-            "eval_pattern": os.path.join(folder, "validation-*")}
-    with tf.io.gfile.GFile(f"{info_path}.{tag}", "w") as f:
-        json.dump(info, f, indent=1)
-    tf.io.gfile.rename(f"{info_path}.{tag}", info_path, overwrite=True)
-    return info
+            keys = [f"debris-{split}-{shard * per + i}-digit{made[0][0]}"
+                    for i, made in enumerate(pieces)]
+            embedded.write_gray_shard(
+                os.path.join(folder, records.shard_name(split, shard, num_shards)), images,
+                labels, keys)
+    return embedded.write_info(folder, {
+        "source": "debris", "settings": dataclasses.asdict(settings), "num_classes": 10,
+        "num_train": settings.num_train, "num_eval": settings.num_eval,
+        "image_size": settings.image_size,
+        "train_pattern": os.path.join(folder, "train-*"),
+        "eval_pattern": os.path.join(folder, "validation-*")})
 
 
 def plot_examples(settings: DebrisSettings, path: str, n: int = 16):

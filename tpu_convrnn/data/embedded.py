@@ -41,36 +41,61 @@ def split_order(n: int) -> dict:
     return {"validation": order[:n_eval], "train": order[n_eval:]}
 
 
+def write_gray_shard(path: str, images, labels, keys):
+    """Writes uint8 [n, H, W] gray images as RGB JPEG records of the layout (``labels`` 0-based,
+    stored 1-based) to ``path``, through a temporary file named for this process and a rename,
+    so two first writers never share a half-written file."""
+    import tensorflow as tf
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with tf.io.TFRecordWriter(tmp) as w:
+        for image, label, key in zip(images, labels, keys):
+            rgb = np.repeat(image[..., None], 3, axis=-1)
+            jpeg = tf.io.encode_jpeg(rgb, quality=95).numpy()
+            w.write(records.encode_example(jpeg, int(label) + records.LABEL_OFFSET,
+                                           rgb.shape[0], rgb.shape[1], key=key))
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def read_info(folder: str) -> dict | None:
+    """The ``info.json`` of a written dataset folder, or None before it is complete."""
+    import tensorflow as tf
+    path = os.path.join(folder, "info.json")
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def write_info(folder: str, info: dict) -> dict:
+    """Writes ``info.json`` last (through a rename): its presence marks the folder complete."""
+    import tensorflow as tf
+    path = os.path.join(folder, "info.json")
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        json.dump(info, f, indent=1)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return info
+
+
 def write_embedded(cache_dir: str = DEFAULT_CACHE, num_shards: int = 4) -> dict:
     """Writes (once) and returns the dataset description: ``train_pattern``, ``eval_pattern``,
     ``num_classes``, ``num_train``, ``num_eval``, ``source``."""
     import tensorflow as tf
     images, labels, source = _load_arrays()
     folder = os.path.join(cache_dir, source)
-    info_path = os.path.join(folder, "info.json")
-    if tf.io.gfile.exists(info_path):
-        with tf.io.gfile.GFile(info_path) as f:
-            return json.load(f)
+    info = read_info(folder)
+    if info is not None:
+        return info
     tf.io.gfile.makedirs(folder)
     splits = split_order(len(images))
-    n_eval = len(splits["validation"])
     for split, idx in splits.items():
         for shard in range(num_shards):
-            path = os.path.join(folder, records.shard_name(split, shard, num_shards))
-            with tf.io.TFRecordWriter(path + ".tmp") as w:
-                for i in idx[shard::num_shards]:
-                    rgb = np.repeat(images[i][..., None], 3, axis=-1)
-                    jpeg = tf.io.encode_jpeg(rgb, quality=95).numpy()
-                    w.write(records.encode_example(jpeg, int(labels[i]) + records.LABEL_OFFSET,
-                                                   rgb.shape[0], rgb.shape[1],
-                                                   key=f"{source}-{i}"))
-            tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
-    info = {"source": source, "num_classes": int(labels.max()) + 1,
-            "num_train": int(len(splits["train"])), "num_eval": int(n_eval),
-            "image_size": int(images.shape[1]),
-            "train_pattern": os.path.join(folder, "train-*"),
-            "eval_pattern": os.path.join(folder, "validation-*")}
-    with tf.io.gfile.GFile(info_path + ".tmp", "w") as f:
-        json.dump(info, f, indent=1)
-    tf.io.gfile.rename(info_path + ".tmp", info_path, overwrite=True)
-    return info
+            chosen = idx[shard::num_shards]
+            write_gray_shard(os.path.join(folder, records.shard_name(split, shard, num_shards)),
+                             images[chosen], labels[chosen], [f"{source}-{i}" for i in chosen])
+    return write_info(folder, {
+        "source": source, "num_classes": int(labels.max()) + 1,
+        "num_train": int(len(splits["train"])), "num_eval": int(len(splits["validation"])),
+        "image_size": int(images.shape[1]),
+        "train_pattern": os.path.join(folder, "train-*"),
+        "eval_pattern": os.path.join(folder, "validation-*")})
