@@ -52,7 +52,8 @@ def encode_example(jpeg: bytes, label: int, height: int, width: int, key: str = 
     feats = {"image/encoded": b(jpeg), "image/class/label": i(int(label)),
              "image/height": i(int(height)), "image/width": i(int(width)),
              "image/format": b(b"JPEG"), "image/key": b(key.encode())}
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString(
+        deterministic=True)  # map fields in a fixed order: same example, same bytes
 
 
 FEATURES = {
