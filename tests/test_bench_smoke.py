@@ -48,10 +48,12 @@ def test_neural_fit_benchmark_runs():
 
 def test_cell_comparison_runs_and_resumes(tmp_path):
     args = [sys.executable, "bench/cell_comparison.py", f"--output={tmp_path}", "--data=debris",
-            "--seeds=1", "--steps=2", "--models=feedforward,rgc", "--width=0.0625", "--times=7"]
+            "--seeds=1", "--steps=2", "--models=feedforward", "--base_lr=0.1,0.4",
+            "--width=0.0625", "--times=7"]
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| debris | rgc |" in proc.stdout and "| debris | feedforward |" in proc.stdout
+    assert "| debris | feedforward |" in proc.stdout
+    assert "debris feedforward: final training loss" in proc.stdout  # the lr was chosen
     for name in ("results.csv", "table.md", "comparison.png"):
         assert os.path.getsize(tmp_path / name) > 0
     logs = {p: os.path.getsize(tmp_path / "logs" / p) for p in os.listdir(tmp_path / "logs")}
@@ -60,3 +62,13 @@ def test_cell_comparison_runs_and_resumes(tmp_path):
     # finished runs are not run again
     assert {p: os.path.getsize(tmp_path / "logs" / p) for p in logs} == logs
     assert again.stdout.splitlines()[-5:] == proc.stdout.splitlines()[-5:]
+    # the proxy calibration shares the comparison's finished runs (the 2-step seed-0 ones)
+    cal = subprocess.run([sys.executable, "bench/proxy_calibration.py", f"--output={tmp_path}",
+                          "--steps=2", "--short=1", "--variants=1", "--models=feedforward",
+                          "--width=0.0625", "--times=7", "--intermediate_times=11"],
+                         cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert cal.returncode == 0, cal.stderr[-2000:]
+    assert {p: os.path.getsize(tmp_path / "logs" / p) for p in logs} == logs
+    assert "| rgc_intermediate_fb0 |" in cal.stdout and "Spearman rho" in cal.stdout
+    for name in ("calibration.csv", "calibration.md", "calibration.png"):
+        assert os.path.getsize(tmp_path / name) > 0

@@ -22,16 +22,19 @@ class LSTMCell(FusedGateCell):
         c_t = c_{t-1} * sig(f + f_b + w_f * c_{t-1}) + sig(i + w_i * c_{t-1}) * tanh(j)
         h_t = tanh(c_t) * sig(o + w_o * c_{t-1})        # the output peephole reads the OLD c
 
-    Without peepholes the ``w * c`` terms are absent.
+    Without peepholes the ``w * c`` terms are absent. ``layer_norm_epsilon`` is the norms'
+    variance epsilon (the original's 1e-12; see ``ops.LayerNormHWC``).
     """
 
     state_names = ("c", "h")
     n_gates = 4
 
     def __init__(self, depth: int, layer_norm: bool = False, peepholes: bool = False,
-                 peephole_initializer="glorot_uniform", **kwargs):
+                 peephole_initializer="glorot_uniform", layer_norm_epsilon: float = 1e-12,
+                 **kwargs):
         super().__init__(depth, **kwargs)
         self.layer_norm = bool(layer_norm)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.peepholes = bool(peepholes)
         self.peephole_initializer = keras.initializers.get(peephole_initializer)
 
@@ -41,7 +44,8 @@ class LSTMCell(FusedGateCell):
         self.norms = {}
         if self.layer_norm:
             for name in _GATE_NORMS + ("state",):
-                self.norms[name] = cr_ops.LayerNormHWC(name=name, dtype=self.dtype_policy)
+                self.norms[name] = cr_ops.LayerNormHWC(self.layer_norm_epsilon, name=name,
+                                                       dtype=self.dtype_policy)
                 self.norms[name].build(shape)
         self.peep = {}
         if self.peepholes:
@@ -72,5 +76,6 @@ class LSTMCell(FusedGateCell):
 
     def get_config(self):
         return {**super().get_config(), "layer_norm": self.layer_norm,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
                 "peepholes": self.peepholes,
                 "peephole_initializer": keras.initializers.serialize(self.peephole_initializer)}

@@ -35,7 +35,8 @@ class ReciprocalGatedCell(ConvCell):
     ``use_bias=False`` reproduces ``cells.py`` (rgc_shallow), whose conv helper never creates a
     bias. τ/gate convs may be depth-separable (depthwise k x k, multiplier 1, then pointwise).
     Weight decay (TF1 scale) applies to kernels only. ``cell_depth``/``out_depth`` default to
-    the drive depth.
+    the drive depth. ``LN?`` is ``ops.LayerNormHWC`` with variance epsilon
+    ``layer_norm_epsilon`` (the original's 1e-12) when ``layer_norm``.
     """
 
     state_names = ("c", "h")
@@ -50,7 +51,8 @@ class ReciprocalGatedCell(ConvCell):
                  input_to_cell=True, input_to_out=False, cell_to_out=False, cell_residual=False,
                  out_residual=False, residual_to_out_gate=False, layer_norm=False,
                  feedback_entry="out", feedback_filter_size=1, feedback_depth_separable=False,
-                 feedback_activation="identity", use_bias=False, **kwargs):
+                 feedback_activation="identity", use_bias=False, layer_norm_epsilon=1e-12,
+                 **kwargs):
         super().__init__(**kwargs)
         self.out_depth = None if out_depth is None else int(out_depth)
         self.cell_depth = None if cell_depth is None else int(cell_depth)
@@ -70,6 +72,7 @@ class ReciprocalGatedCell(ConvCell):
         self.out_residual = bool(out_residual)
         self.residual_to_out_gate = bool(residual_to_out_gate)
         self.layer_norm = bool(layer_norm)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.feedback_entry = self._check_choice(feedback_entry, FEEDBACK_ENTRIES,
                                                  "feedback_entry")
         self.feedback_filter_size = int(feedback_filter_size)
@@ -139,7 +142,8 @@ class ReciprocalGatedCell(ConvCell):
                 use_bias=self.use_bias, separable=self.feedback_depth_separable))
         self.norm = None
         if self.layer_norm:
-            self.norm = cr_ops.LayerNormHWC(name="cell_layer_norm", dtype=self.dtype_policy)
+            self.norm = cr_ops.LayerNormHWC(self.layer_norm_epsilon, name="cell_layer_norm",
+                                            dtype=self.dtype_policy)
             self.norm.build((None, self.height, self.width, c))
 
     # ------------------------------------------------------------------ one step
@@ -210,7 +214,8 @@ class ReciprocalGatedCell(ConvCell):
             "gate_filter_size", "ff_filter_size", "in_out_filter_size", "tau_depth_separable",
             "gate_depth_separable", "tau_offset", "tau_multiplier", "gate_offset",
             "gate_multiplier", "input_to_cell", "input_to_out", "cell_to_out", "cell_residual",
-            "out_residual", "residual_to_out_gate", "layer_norm", "feedback_entry",
+            "out_residual", "residual_to_out_gate", "layer_norm", "layer_norm_epsilon",
+            "feedback_entry",
             "feedback_filter_size", "feedback_depth_separable", "use_bias")}
         return {**super().get_config(), **cfg, **self.activations}
 

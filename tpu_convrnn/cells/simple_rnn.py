@@ -11,16 +11,18 @@ class SimpleRNNCell(ConvCell):
     """``h_t = act(LN(W_i * u_t + b_i + W_s * h_{t-1} + b_s))``; output = state = ``h_t``.
 
     Two separate SAME convs with bias, ``i`` (I -> D) and ``s`` (D -> D). ``layer_norm`` is the
-    contrib layer norm over (H, W, C) with per-channel gain and shift (``ops.LayerNormHWC``).
+    contrib layer norm over (H, W, C) with per-channel gain and shift (``ops.LayerNormHWC``),
+    with variance epsilon ``layer_norm_epsilon`` (the original's 1e-12).
     Weight decay applies to kernels and biases, as in the original.
     """
 
     def __init__(self, depth: int, kernel_size: int = 3, layer_norm: bool = False,
-                 activation: str = "elu", **kwargs):
+                 activation: str = "elu", layer_norm_epsilon: float = 1e-12, **kwargs):
         super().__init__(**kwargs)
         self.depth = int(depth)
         self.kernel_size = int(kernel_size)
         self.layer_norm = bool(layer_norm)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.activation = activation
         self._act = self._check_activation(activation, "activation")
 
@@ -30,7 +32,8 @@ class SimpleRNNCell(ConvCell):
         self.conv_s = self.make_conv("s", d, k, d, bias_decay=self.weight_decay)
         self.norm = None
         if self.layer_norm:
-            self.norm = cr_ops.LayerNormHWC(name="layer_norm", dtype=self.dtype_policy)
+            self.norm = cr_ops.LayerNormHWC(self.layer_norm_epsilon, name="layer_norm",
+                                            dtype=self.dtype_policy)
             self.norm.build((None, self.height, self.width, d))
 
     def state_depths(self):
@@ -45,4 +48,5 @@ class SimpleRNNCell(ConvCell):
 
     def get_config(self):
         return {**super().get_config(), "depth": self.depth, "kernel_size": self.kernel_size,
-                "layer_norm": self.layer_norm, "activation": self.activation}
+                "layer_norm": self.layer_norm, "layer_norm_epsilon": self.layer_norm_epsilon,
+                "activation": self.activation}
