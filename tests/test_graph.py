@@ -72,7 +72,7 @@ def test_image_reaches_layer_k_at_step_k_minus_1_and_early_outputs_are_not_zero(
 
 
 def test_blank_is_half_in_normalised_space():
-    model = small_graph(times=2, image_off=0, feedback=False)
+    model = small_graph(times=4, image_off=1, feedback=False)
     frame, blank = model.present(np.zeros((1, S, S, 3), "float32"))
     assert np.all(np.asarray(blank) == 0.5)
     np.testing.assert_allclose(np.asarray(frame)[0, 0, 0], -np.array(IMAGENET_MEAN) /

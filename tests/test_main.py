@@ -1,6 +1,7 @@
 """The command line and the shipped gin files."""
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -125,3 +126,39 @@ def test_gin_errors_name_file_line_and_binding(tmp_path):
 def test_training_needs_a_model_dir():
     proc = run_cli("--gin_file=gin/reciprocal.gin", "--gin_file=gin/local.gin", "--mode=train")
     assert proc.returncode == 2 and "--mode=train needs --model_dir" in proc.stderr
+
+
+@pytest.mark.parametrize("binding,message", [
+    ("model.image_off = 0", r"^model\.image_off = 0: .*never be shown"),
+    ("model.image_off = 13", r"^model\.image_off = 13: .*lie in \[1, times = 12\]"),
+    # rgc_shallow: conv1..conv5 then the readout, one step per edge: t = 5
+    ("model.times = 5", r"^model\.times = 5: the image reaches the readout node 'imnetds' at "
+                        r"t = 5 .* at least 6"),
+    ("model.times = 10.5", r"^model\.times = 10\.5: expected a whole number"),
+    ("model.cells = {'conv3': {'kind': 'simple_rnn', 'dept': 8}}",
+     r"^model: node 'conv3' memory: simple_rnn cell: unknown argument 'dept' \(did you mean "
+     r"'depth'\?\)$"),
+])
+def test_settings_that_make_a_useless_model_are_one_line_errors_naming_the_binding(binding,
+                                                                                   message):
+    main.parse_gin(["gin/models/rgc_shallow.gin", "gin/local.gin"], [binding])
+    with pytest.raises(ValueError) as e:
+        configured_model()
+    line = main.binding_error(e.value)
+    assert "\n" not in line and re.search(message, line), line
+
+
+def test_loss_steps_out_of_range_fail_before_any_step(tmp_path):
+    proc = run_cli("--gin_file=gin/models/rgc_shallow.gin", "--gin_file=gin/local.gin",
+                   "--gin_param=train.loss_steps = (3, 40)", "--mode=train",
+                   f"--model_dir={tmp_path}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: train.loss_steps = (3, 40): step 40 outside [-12, 12) (model.times = 12; "
+        "negative counts from the end)")
+    assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_help_exits_zero():
+    proc = run_cli("--help")
+    assert proc.returncode == 0 and "--gin_file" in proc.stdout + proc.stderr

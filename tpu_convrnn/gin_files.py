@@ -6,6 +6,7 @@ their flags and print --help quickly.
 from __future__ import annotations
 
 import os
+import re
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,3 +35,38 @@ def parse_gin(files, params, search_paths=()):
             gin.parse_config(p)
         except Exception as e:
             raise ValueError(f"in --gin_param {p!r}: {e}") from e
+
+
+_CALL = re.compile(r"\s*In call to configurable '([\w.]+)' \(<[^>]*>\)\s*$")
+
+
+def binding_error(e: Exception) -> str:
+    """One line for an error raised inside a gin configurable: gin appends "In call to
+    configurable 'model' (...)"; that becomes a prefix naming the binding when the message
+    starts with an argument of the configurable ("model.times = 4: ..."), else the
+    configurable ("model: node 'conv3' ...")."""
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    calls = [m.group(1) for m in map(_CALL.match, lines) if m]
+    text = " ".join(line.strip() for line in lines if not _CALL.match(line))
+    if not calls:
+        return text
+    name = calls[-1]
+    if text.startswith(f"{name}."):
+        return text
+    head = re.match(r"([A-Za-z_]\w*)\b", text)
+    args = _arguments(name)
+    if head and head.group(1) in args:
+        return f"{name}.{text}"
+    return f"{name}: {text}"
+
+
+def _arguments(configurable: str) -> set:
+    import inspect
+
+    from tpu_convrnn import gin_config
+    target = getattr(gin_config, configurable.rsplit(".", 1)[-1], None)
+    target = getattr(target, "__wrapped__", target)
+    try:
+        return set(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return set()

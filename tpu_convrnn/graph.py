@@ -43,6 +43,27 @@ def _edge_pairs(edges):
     return pairs
 
 
+def _whole(value, name):
+    if isinstance(value, bool) or not float(value).is_integer():
+        raise ValueError(f"{name} = {value!r}: expected a whole number of time steps")
+    return int(value)
+
+
+def image_arrival(names, pairs) -> dict:
+    """{node: first step whose output depends on the image}: the node's shortest edge
+    distance from the input node (the first), since every edge costs one step."""
+    arrival, frontier = {names[0]: 0}, [names[0]]
+    while frontier:
+        nxt = []
+        for src in frontier:
+            for s, d in pairs:
+                if s == src and d not in arrival:
+                    arrival[d] = arrival[src] + 1
+                    nxt.append(d)
+        frontier = nxt
+    return arrival
+
+
 def parse_graph(nodes, pairs):
     """(node names, feedforward source per node, other sources per node); errors name the
     node or edge."""
@@ -113,8 +134,8 @@ class ConvRNN(keras.Model):
         self.nodes_config = nodes
         pairs = _edge_pairs(edges)
         self.edges_config = [list(e) for e in pairs]
-        self.times = int(times)
-        self.image_off = None if image_off is None else int(image_off)
+        self.times = _whole(times, "times")
+        self.image_off = None if image_off is None else _whole(image_off, "image_off")
         self.readout_config = readout
         self.image_size = int(image_size)
         self.normalize = bool(normalize)
@@ -122,13 +143,24 @@ class ConvRNN(keras.Model):
         self.depthwise = depthwise
         self.fuse_convs = bool(fuse_convs)
         if self.times < 1:
-            raise ValueError(f"times: expected a positive number of steps, got {times}")
+            raise ValueError(f"times = {times}: expected a positive number of steps")
+        if self.image_off is not None and not 1 <= self.image_off <= self.times:
+            raise ValueError(
+                f"image_off = {image_off}: the image is shown for t < image_off, so it must lie "
+                f"in [1, times = {self.times}] (" + ("the image would never be shown"
+                                                     if self.image_off < 1 else
+                                                     "None shows it at every step") + ")")
         names, self.ff_source, self.other_sources = parse_graph(nodes, pairs)
         self.node_names = names
         self.readout_name = readout_node or names[-1]
         if self.readout_name not in names:
             raise ValueError(f"readout node {self.readout_name!r} is not a node of the graph "
                              f"(nodes: {', '.join(names)})")
+        arrival = image_arrival(names, pairs)[self.readout_name]
+        if self.times <= arrival:
+            raise ValueError(f"times = {self.times}: the image reaches the readout node "
+                             f"{self.readout_name!r} at t = {arrival} (one step per edge), so "
+                             f"times must be at least {arrival + 1}")
         self.successors = {n: [d for s, d in pairs if s == n] for n in names}
         self.graph_nodes = {}
         for spec in nodes:

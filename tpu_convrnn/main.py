@@ -1,4 +1,4 @@
-"""tpu_convrnn's command line.
+r"""tpu_convrnn's command line.
 
     python -m tpu_convrnn.main --gin_file=gin/reciprocal.gin --gin_file=gin/local.gin \
         --mode=train_and_eval --model_dir=runs/local          # CPU, embedded dataset
@@ -53,7 +53,7 @@ flags.DEFINE_boolean("original_window", False, "features mode: return conv_l fro
                      "the original model_func did (default: every step from t=0).")
 FLAGS = flags.FLAGS
 
-from tpu_convrnn.gin_files import REPO_ROOT, parse_gin  # noqa: E402,F401  (re-exported)
+from tpu_convrnn.gin_files import REPO_ROOT, binding_error, parse_gin  # noqa: E402,F401
 
 
 def write_configs(model_dir, chief=True):
@@ -128,14 +128,19 @@ def _main(argv):
         parse_gin(FLAGS.gin_file, FLAGS.gin_param, FLAGS.gin_search_paths)
         return run_mode(FLAGS.mode)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {binding_error(e)}", file=sys.stderr)
         return 2
     except RuntimeError as e:  # TrainingDiverged, StrategyError, unreadable checkpoints
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"error: {type(e).__name__}: {binding_error(e)}", file=sys.stderr)
         return 1
 
 
 def run():
+    if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in sys.argv[1:]):
+        # absl's own --help exits with status 1; help that was asked for is a success
+        FLAGS(sys.argv[:1])
+        print(__doc__.strip() + "\n\nflags:\n" + FLAGS.main_module_help())
+        sys.exit(0)
     app.run(_main)
 
 

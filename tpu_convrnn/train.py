@@ -72,6 +72,15 @@ class TrainConfig:
             raise ValueError(f"train.label_smoothing = {self.label_smoothing}: expected [0, 1)")
 
 
+def check_loss_steps(steps, times: int):
+    """ValueError naming ``train.loss_steps`` if a step lies outside the unrolled [0, times)."""
+    for s in steps or ():
+        if isinstance(s, bool) or not isinstance(s, int) or not -times <= s < times:
+            raise ValueError(f"train.loss_steps = {tuple(steps)}: step {s!r} outside "
+                             f"[-{times}, {times}) (model.times = {times}; negative counts "
+                             "from the end)")
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf."""
 
@@ -97,6 +106,7 @@ class Trainer:
         self.schedule = WarmupDecay(peak, cfg.warmup_steps, cfg.train_steps, cfg.decay)
         with strategy.scope():
             self.model = model_fn()
+            check_loss_steps(cfg.loss_steps, self.model.times)
             self.optimizer = keras.optimizers.SGD(self.schedule, momentum=cfg.momentum,
                                                   nesterov=cfg.nesterov)
             self.optimizer.build(self.model.trainable_variables)
@@ -128,11 +138,6 @@ class Trainer:
         steps = self.cfg.loss_steps
         if steps is None:
             return self.model.unroll(images, training=True)["window_logits"][:, -1:]
-        times = self.model.times
-        for s in steps:
-            if not -times <= s < times:
-                raise ValueError(f"train.loss_steps: step {s} outside [0, {times}) "
-                                 f"(model.times = {times})")
         per_step = self.model.unroll(images, record=["logits"], training=True)["logits"]
         return tf.cast(tf.stack([per_step[s] for s in steps], axis=1), tf.float32)
 

@@ -309,14 +309,14 @@ def graph_config(base: str, cells=None, depths=None, add_edges=(), remove_edges=
     elif presentation == "constant":
         cfg["image_off"] = None
     if times is not None:
-        cfg["times"] = int(times)
+        cfg["times"] = times  # ConvRNN checks it is a whole number
         if presentation == "default":
             cfg["image_off"] = image_off
     if image_off is not None:
         if times is None and presentation == "default":
             raise ValueError("image_off: a custom image_off needs a custom times as well "
                              "(as in the original)")
-        cfg["image_off"] = int(image_off)
+        cfg["image_off"] = image_off
     if readout is not None:
         cfg["readout"] = dict(readout)
     return cfg

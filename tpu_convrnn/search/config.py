@@ -19,7 +19,6 @@ an edge that is not later -> earlier, an empty range) and names the space file a
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import re
 
@@ -173,13 +172,9 @@ class SearchSpace:
 
 
 def _cell_arguments(cls) -> set:
-    names = set()
-    for klass in cls.__mro__:
-        if klass.__module__.startswith("keras"):
-            break
-        names |= {p for p in inspect.signature(klass.__init__).parameters
-                  if p not in ("self", "kwargs")}
-    return names - {"depthwise_method", "fuse_convs"}
+    from tpu_convrnn.cells import cell_arguments
+    return cell_arguments(cls) - {"name", "dtype", "trainable", "depthwise_method",
+                                  "fuse_convs"}
 
 
 @dataclasses.dataclass
