@@ -98,9 +98,13 @@ def models(args):
     return out
 
 
-def train_gin(output, key, text, steps):
+MISSING = "missing"  # a run not finished (and, with --report_only, not started)
+
+
+def train_gin(output, key, text, steps, train=True):
     """Trains (or resumes) the gin ``text`` as ``<output>/runs/<key>`` to ``steps``; returns
-    (gin path, metrics entry at ``steps``), or (gin path, None) for a run that diverged."""
+    (gin path, metrics entry at ``steps``), or (gin path, None) for a run that diverged;
+    with ``train=False`` an unfinished run is (gin path, MISSING)."""
     from tpu_convrnn.search.candidate import write_text_atomic
     gin = os.path.join(output, "gins", f"{key}.gin")
     write_text_atomic(gin, text)  # another command may be starting a run of it
@@ -119,6 +123,8 @@ def train_gin(output, key, text, steps):
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second command (the calibration) waits for this run
         if done() is not None or os.path.exists(diverged):
             return gin, done()
+        if not train:
+            return gin, MISSING
         with open(log, "a") as f:
             code = subprocess.call([sys.executable, "-m", "tpu_convrnn.main", f"--gin_file={gin}",
                                     "--mode=train_and_eval", f"--model_dir={model_dir}"],
@@ -138,7 +144,8 @@ def run_one(args, data, name, base, width, cells, seed, steps=None, lr=None):
     lr = lr or args.base_lr[0]
     key = f"{data}_{name}_seed{seed}_lr{lr:g}" + ("" if steps == args.steps else f"_steps{steps}")
     return train_gin(args.output, key, gin_text(base, data, width, args.times, steps, seed,
-                                                 lr, args.clip_norm, cells), steps)
+                                                 lr, args.clip_norm, cells), steps,
+                     not args.report_only)
 
 
 def final_train_loss(gin):
@@ -157,6 +164,8 @@ def tuned_lr(args, data, name, spec):
     losses = {}
     for lr in args.base_lr:
         gin, m = run_one(args, data, name, *spec, 0, lr=lr)
+        if m is MISSING:
+            return None
         losses[lr] = final_train_loss(gin) if m else float("inf")
     best = min(losses, key=losses.get)
     print(f"    {data} {name}: final training loss " + ", ".join(
@@ -225,6 +234,8 @@ def write_outputs(args, rows):
 
 
 def add_recipe_flags(p):
+    p.add_argument("--report_only", action="store_true",
+                   help="train nothing: write the outputs from the runs finished so far")
     p.add_argument("--base_lr", type=lambda v: [float(x) for x in v.split(",")],
                    default=[0.1, 0.4], help="train.base_lr per 256 images; with several, each "
                    "model takes the one with the lowest final training loss on seed 0")
@@ -260,7 +271,10 @@ def main(argv=None):
                 lrs[name] = tuned_lr(args, data, name, table[name])
             base, width, cells = table[name]
             k += 1
-            gin, m = run_one(args, data, name, base, width, cells, seed, lr=lrs[name])
+            gin, m = (None, MISSING) if lrs[name] is None else \
+                run_one(args, data, name, base, width, cells, seed, lr=lrs[name])
+            if m is MISSING:
+                continue  # --report_only: not finished yet
             info = inspect_gin(gin, filters_fit_maps=False)
             m = m or {"top1": float("nan"), "top1_per_step": []}
             rows.append({"data": data, "model": name, "seed": seed, "lr": lrs[name],

@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 
-from cell_comparison import add_recipe_flags, models, run_one, train_gin, write
+from cell_comparison import MISSING, add_recipe_flags, models, run_one, train_gin, write
 
 SPACE = "gin/search/median_cell.gin"
 
@@ -147,10 +147,15 @@ def main(argv=None):
                 gin, m = run_one(args, "debris", name, *what, 0, steps)
             else:
                 key = f"debris_{name}_seed0_steps{steps}"
-                gin, m = train_gin(args.output, key, variant_text(what, args, steps), steps)
+                gin, m = train_gin(args.output, key, variant_text(what, args, steps), steps,
+                                   not args.report_only)
+            if m is MISSING:
+                break  # --report_only: not finished yet
             row[f"top1_{steps}"] = m["top1"] if m else 0.0  # diverged: scored 0, as the search
             print(f"[{k}/{total}] {name} {steps} steps: " +
                   (f"top1 {m['top1']:.4f}" if m else "diverged (0)"), flush=True)
+        if m is MISSING:
+            continue
         info = inspect_gin(gin, filters_fit_maps=False)
         row.update(params=info["params"], gflop=info["flops_train_step"] / 1e9)
         row["edges"] = next((e for n, _, e in variants if n == name), "")

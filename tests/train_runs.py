@@ -69,11 +69,11 @@ def replicas(out):
 def worker(model_dir):
     """A few steps under MultiWorkerMirroredStrategy (TF_CONFIG from the environment)."""
     from tpu_convrnn.data.sources import DataConfig
-    from tpu_convrnn.experiment import run_experiment
+    from tpu_convrnn.experiment import train_and_evaluate
     cfg = TrainConfig(global_batch=GLOBAL_BATCH, train_steps=4, base_lr=0.1, steps_per_loop=2,
                       checkpoint_every=2)
-    result = run_experiment("train", model_dir, small_graph, DataConfig(source="fake",
-                                                                        num_classes=7), cfg)
+    result = train_and_evaluate("train", model_dir, small_graph,
+                                DataConfig(source="fake", num_classes=7), cfg)
     print(json.dumps({"status": result["status"], "step": result["step"]}))
 
 
@@ -86,7 +86,11 @@ def resume(model_dir, steps, out):
     keras.utils.set_random_seed(0)
     trainer = Trainer(small_graph, cfg, tf.distribute.get_strategy(), model_dir)
     start = trainer.restore()
-    status = trainer.train(lambda seed: fixed_batches(), on_checkpoint=lambda *a: time.sleep(1))
+    status, fn = "done", lambda seed: fixed_batches()
+    with trainer.sigterm_guard():
+        while trainer.step < cfg.train_steps and status == "done":
+            status = trainer.train(fn, steps=trainer.next_save_step())
+            time.sleep(1)
     np.savez(out, **weights(trainer.model),
              **{f"optimizer/{i}": v.numpy() for i, v in enumerate(trainer.optimizer.variables)})
     print(json.dumps({"status": status, "start": start, "step": trainer.step}))

@@ -45,16 +45,32 @@ class TrainingCheckpoints:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
             except Exception as e:  # noqa: BLE001  (OpError, IndexError, ValueError, ...: any
                 # unreadable checkpoint means: try the previous one)
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                reason = _first_line(e)
                 older = candidates[i + 1] if i + 1 < len(candidates) else None
                 self.log(f"checkpoint {path} could not be restored ({reason}); "
                          + (f"falling back to {older}" if older else "no older checkpoint"))
                 continue
             return path
         if candidates:
-            raise RuntimeError(f"none of the checkpoints in {self.directory} could be restored "
-                               f"({', '.join(candidates)}); move them away to start afresh")
+            raise RuntimeError(
+                f"none of the checkpoints in {self.directory} could be restored "
+                f"({', '.join(candidates)}): if they were written with other model.* settings "
+                f"(see config.gin beside them) rerun with those, or use another --model_dir; "
+                f"if they are damaged, move them away to start afresh")
         return None
+
+    def steps(self) -> list:
+        """``[(step, path)]`` of the kept checkpoints, oldest first."""
+        return [(int(p.rsplit("-", 1)[1]), p) for p in self.manager.checkpoints]
+
+    def restore_path(self, path: str) -> bool:
+        """Restores one checkpoint; False (and says why) if it cannot be read."""
+        try:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+            return True
+        except Exception as e:  # noqa: BLE001  (as in restore)
+            self.log(f"checkpoint {path} could not be restored ({_first_line(e)}); skipped")
+            return False
 
     def save(self, step: int) -> str:
         if self.scratch is None:
@@ -67,3 +83,7 @@ class TrainingCheckpoints:
     @property
     def latest(self) -> str | None:
         return self.manager.latest_checkpoint
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -46,12 +46,20 @@ def make_eval_step(model, strategy):
     return step
 
 
-def evaluate(model, strategy, eval_fn, step: int = 0, progress=None, eval_step=None) -> dict:
+class Interrupted(Exception):
+    """``stop()`` became true during an evaluation (e.g. SIGTERM): nothing was recorded."""
+
+
+def evaluate(model, strategy, eval_fn, step: int = 0, progress=None, eval_step=None,
+             stop=None) -> dict:
     """Accuracy over the whole evaluation set. ``eval_fn``: ``input_context -> dataset`` of
-    masked batches (``DataConfig.eval_fn``). ``progress``: optional ``update(n)`` per batch."""
+    masked batches (``DataConfig.eval_fn``). ``progress``: optional ``update(n)`` per batch.
+    ``stop``: checked before every batch; when it returns True, raises ``Interrupted``."""
     eval_step = eval_step or make_eval_step(model, strategy)
     totals = None
     for batch in strategy.distribute_datasets_from_function(eval_fn):
+        if stop is not None and stop():
+            raise Interrupted(f"evaluation at step {step} stopped")
         counts = {k: v.numpy() for k, v in eval_step(batch).items()}
         totals = counts if totals is None else {k: totals[k] + counts[k] for k in totals}
         if progress is not None:

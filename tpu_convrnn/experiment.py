@@ -1,80 +1,152 @@
-"""One experiment run: train, evaluate, or both, from plain configs (gin builds them in main).
+"""One run: train, evaluate, or both, from plain configs (gin builds them in ``main``).
 
-    run_experiment("train_and_eval", "runs/rgc", model_fn, DataConfig(source="embedded"),
-                   TrainConfig(global_batch=32, train_steps=200))
+    train_and_evaluate("train_and_eval", "runs/rgc", model_fn, DataConfig(source="embedded"),
+                       TrainConfig(global_batch=32, train_steps=200))
 
 The model dir holds ``checkpoints/``, ``train/`` (TensorBoard), ``eval/`` (TensorBoard,
-``metrics.json``, ``accuracy_over_time.png``) and the gin configs. Only the chief writes
-configs, summaries and metrics.
+``metrics.json``, ``accuracy_over_time.png``), the gin configs and, while a run holds it,
+``LOCK`` (``tpu_convrnn.model_dir``). Only the chief writes configs, summaries and metrics.
+
+What survives what: a kill at any moment loses at most the steps since the last checkpoint;
+a checkpoint whose evaluation was cut off is evaluated when the run starts again (every kept
+checkpoint without a metrics entry is); SIGTERM saves within one loop and exits (an
+evaluation under way is dropped and redone at the restart).
 """
 from __future__ import annotations
+
+import contextlib
 
 import keras
 import tensorflow as tf
 
-from tpu_convrnn import distribute
+from tpu_convrnn import distribute, model_dir as model_dir_lib
 from tpu_convrnn.data.sources import DataConfig
-from tpu_convrnn.evaluate import evaluate, make_eval_step, record_metrics
+from tpu_convrnn.evaluate import (Interrupted, evaluate, make_eval_step, read_metrics,
+                                  record_metrics)
 from tpu_convrnn.progress import Progress
 from tpu_convrnn.train import TrainConfig, Trainer
 
 MODES = ("train", "eval", "train_and_eval")
 
 
-def run_experiment(mode: str, model_dir: str, model_fn, data: DataConfig, cfg: TrainConfig,
-                   tpu: str | None = None, log=print, on_start=None) -> dict:
+def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cfg: TrainConfig,
+                       tpu: str | None = None, log=print, on_start=None,
+                       eval_missing: bool = True) -> dict:
     """Runs ``mode``; returns ``{"status": "done"|"preempted", "step": int, "metrics": dict}``.
 
-    ``on_start(trainer)`` runs once the model exists (e.g. to write the operative config).
+    ``on_start(trainer)`` runs once the model is built and its checkpoint restored (e.g. to
+    write the operative config). ``eval_missing``: evaluate, first, every kept checkpoint
+    that has no metrics entry (an evaluation cut off by a kill); ``eval`` mode then
+    evaluates the newest checkpoint if that did not.
     """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
     if not model_dir:
         raise ValueError(f"--mode={mode} needs --model_dir (checkpoints, summaries, metrics)")
     data = data.resolved()
+    data.check_files(mode)  # a garbage shard or bad first record: named before any build
     strategy = distribute.make_strategy(tpu)
     log(f"strategy: {distribute.describe(strategy)}")
-    keras.utils.set_random_seed(cfg.seed)  # the same initial weights for the same seed
-    trainer = Trainer(model_fn, cfg, strategy, model_dir, log=log)
-    model = trainer.model
-    log(f"model {model.name}: {model.count_params():,} parameters, T={model.times}, "
-        f"{model.image_size}x{model.image_size} images, {model.num_classes} outputs; data: "
-        f"{data.source} {data.train_pattern or ''}; global batch {cfg.global_batch}, "
-        f"{cfg.train_steps} steps")
-    if model.num_classes < data.num_classes:
-        raise ValueError(f"the model has {model.num_classes} outputs but the data has "
-                         f"{data.num_classes} classes (set model.num_classes)")
-    if on_start is not None:
-        on_start(trainer)
-    start = trainer.restore()
-    result = {"status": "done", "step": start, "metrics": None}
-    eval_dir = f"{model_dir}/eval"
-    writer = tf.summary.create_file_writer(eval_dir) if trainer.chief and mode != "train" \
-        else None
-    eval_batch = cfg.eval_batch or cfg.global_batch
-    eval_fn = data.eval_fn(model.image_size, eval_batch) if mode != "train" else None
-    eval_step = make_eval_step(model, strategy) if eval_fn else None
-
-    def run_eval(step, _path=None):
-        batches = -(-eval_fn.num_examples // eval_batch)
-        with Progress(batches, "eval", unit="batches") as bar:
-            metrics = evaluate(model, strategy, eval_fn, step, bar, eval_step)
-        log(f"eval at step {step}: top1 {metrics['top1']:.4f}  top5 {metrics['top5']:.4f}  "
-            f"({metrics['num_examples']} images); top1 by time step: "
-            + " ".join(f"{a:.2f}" for a in metrics["top1_per_step"]))
-        if trainer.chief:
-            record_metrics(eval_dir, metrics, writer, chance=1.0 / data.num_classes)
-            log(f"wrote {eval_dir}/metrics.json and {eval_dir}/accuracy_over_time.png")
-        result["metrics"] = metrics
-
-    if mode == "eval":
-        if trainer.checkpoints.latest is None:
-            raise ValueError(f"--mode=eval: no checkpoint in {model_dir}/checkpoints")
-        run_eval(start)
+    with model_dir_lib.hold(model_dir, distribute.is_chief(strategy), log) as lock:
+        keras.utils.set_random_seed(cfg.seed)  # the same initial weights for the same seed
+        trainer = Trainer(model_fn, cfg, strategy, model_dir, log=log)
+        trainer.heartbeat = lock.touch if lock else None
+        model = trainer.model
+        log(f"model {model.name}: {model.count_params():,} parameters, T={model.times}, "
+            f"{model.image_size}x{model.image_size} images, {model.num_classes} outputs; "
+            f"data: {data.source} {data.train_pattern or ''}; global batch "
+            f"{cfg.global_batch}, {cfg.train_steps} steps")
+        if model.num_classes < data.num_classes:
+            raise ValueError(f"the model has {model.num_classes} outputs but the data has "
+                             f"{data.num_classes} classes (set model.num_classes)")
+        start = trainer.restore()
+        if on_start is not None:
+            on_start(trainer)
+        result = {"status": "done", "step": start, "metrics": None}
+        with trainer.sigterm_guard():
+            evaluation = None if mode == "train" else Evaluation(trainer, data, cfg, model_dir,
+                                                                 log)
+            try:
+                if evaluation and eval_missing:
+                    result["metrics"] = evaluation.catch_up()
+                if mode == "eval":
+                    if trainer.checkpoints.latest is None:
+                        raise ValueError(f"--mode=eval: no checkpoint in {model_dir}/checkpoints")
+                    if result["metrics"] is None or result["metrics"]["step"] != trainer.step:
+                        result["metrics"] = evaluation.run(trainer.step)
+                    return result
+                train_fn = data.train_input(model.image_size, cfg.global_batch)
+                while trainer.step < cfg.train_steps:
+                    with _named_input_errors(data, "train"):
+                        status = trainer.train(train_fn, steps=trainer.next_save_step())
+                    if status == "preempted":
+                        result["status"] = "preempted"
+                        break
+                    if evaluation:
+                        result["metrics"] = evaluation.run(trainer.step)
+            except Interrupted:  # SIGTERM during an evaluation: its checkpoint is saved
+                log(f"SIGTERM: evaluation dropped {trainer.sigterm_delay()} after the signal "
+                    "(it is redone when the run restarts); exit 0")
+                result["status"] = "preempted"
+        result["step"] = trainer.step
         return result
-    image_size = model.image_size
-    status = trainer.train(lambda seed: data.train_fn(image_size, cfg.global_batch, seed),
-                           on_checkpoint=run_eval if mode == "train_and_eval" else None)
-    result.update(status=status, step=trainer.step)
-    return result
 
+
+class Evaluation:
+    """Held-out evaluation of the trainer's model at a checkpoint step, recorded in
+    ``<model_dir>/eval`` (metrics.json, the accuracy-over-time plot, TensorBoard)."""
+
+    def __init__(self, trainer, data, cfg, model_dir, log):
+        self.trainer, self.data, self.log = trainer, data, log
+        self.eval_dir = f"{model_dir}/eval"
+        self.chance = 1.0 / data.num_classes
+        self.batch = cfg.eval_batch or cfg.global_batch
+        self.fn = data.eval_fn(trainer.model.image_size, self.batch)
+        self.step_fn = make_eval_step(trainer.model, trainer.strategy)
+        self.writer = tf.summary.create_file_writer(self.eval_dir) if trainer.chief else None
+
+    def run(self, step: int) -> dict:
+        batches = -(-self.fn.num_examples // self.batch)
+        with Progress(batches, "eval", unit="batches") as bar, \
+                _named_input_errors(self.data, "eval"):
+            metrics = evaluate(self.trainer.model, self.trainer.strategy, self.fn, step, bar,
+                               self.step_fn, stop=lambda: self.trainer.preempted)
+        self.log(f"eval at step {step}: top1 {metrics['top1']:.4f}  top5 {metrics['top5']:.4f}"
+                 f"  ({metrics['num_examples']} images); top1 by time step: "
+                 + " ".join(f"{a:.2f}" for a in metrics["top1_per_step"]))
+        if self.trainer.chief:
+            record_metrics(self.eval_dir, metrics, self.writer, chance=self.chance)
+            self.log(f"wrote {self.eval_dir}/metrics.json and {self.eval_dir}/"
+                     "accuracy_over_time.png")
+        return metrics
+
+    def catch_up(self) -> dict | None:
+        """Evaluates every kept checkpoint without a metrics entry, oldest first, then puts
+        the newest checkpoint's state back; returns the newest metrics computed (or None)."""
+        done = {e["step"] for e in read_metrics(self.eval_dir)}
+        newest = self.trainer.step
+        missing = [(s, p) for s, p in self.trainer.checkpoints.steps()
+                   if s not in done and s <= newest]  # (a newer one is unreadable)
+        if not missing:
+            return None
+        self.log(f"{len(missing)} checkpoint(s) without an evaluation (cut off by a kill?): "
+                 + ", ".join(f"ckpt-{s}" for s, _ in missing))
+        metrics = None
+        for step, path in missing:
+            if self.trainer.checkpoints.restore_path(path):  # else: said why, skipped
+                metrics = self.run(step)
+        self.trainer.restore(quiet=True)
+        return metrics if metrics is not None and metrics["step"] == newest else None
+
+
+@contextlib.contextmanager
+def _named_input_errors(data, what):
+    """A TF error while reading the input becomes ``InputError`` naming the file and record
+    (found by scanning the ``what`` files); other errors pass unchanged."""
+    try:
+        yield
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        named = data.input_error(e, what) if data.source != "fake" else None
+        if named is None:
+            raise
+        raise named from e

@@ -75,8 +75,8 @@ def write_configs(model_dir, chief=True):
 
 def run_training(mode):
     from tpu_convrnn import gin_config
-    from tpu_convrnn.experiment import run_experiment
-    result = run_experiment(
+    from tpu_convrnn.experiment import train_and_evaluate
+    result = train_and_evaluate(
         mode, FLAGS.model_dir, gin_config.configured_model, gin_config.configured_data(),
         gin_config.configured_train(), tpu=FLAGS.tpu,
         on_start=lambda trainer: write_configs(FLAGS.model_dir, trainer.chief))

@@ -1,7 +1,7 @@
 """The training loop: orbit-style, many steps per ``tf.function`` call over ``strategy.run``.
 
     trainer = Trainer(lambda: build_model("rgc_intermediate"), TrainConfig(), strategy, model_dir)
-    trainer.train(data.train_fn(224, cfg.global_batch, seed))
+    trainer.train(lambda seed: data.train_fn(224, cfg.global_batch, seed))
 
 Per step, on every replica: the model runs all T steps; the loss is the softmax cross-entropy
 (with optional label smoothing) of the logits at the loss steps (default: the readout's last
@@ -18,12 +18,14 @@ State and faults:
 * data order after a resume: the training input is re-seeded with ``seed + step`` (a new
   deterministic shuffle and augmentation from the resume point), not replayed to the exact
   position; the same restart point always gives the same data;
-* SIGTERM (a preemption notice) -> save at the end of the current loop and return "preempted";
+* SIGTERM (a preemption notice) -> save at the end of the current loop and return "preempted"
+  (the bound on the time to exit is one loop of ``steps_per_loop`` steps plus a save);
 * a NaN/Inf loss -> ``TrainingDiverged`` naming the first bad step; nothing is saved after it,
   so the last good checkpoint stays.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import signal
@@ -118,19 +120,52 @@ class Trainer:
         self.writer = tf.summary.create_file_writer(summary_dir or f"{model_dir}/train") \
             if self.chief else tf.summary.create_noop_writer()
         self._loop = None
+        self._input = None  # (dataset_fn, step it continues from, iterator)
         self._preempted = False
+        self._guarded = False
+        self.heartbeat = None  # called after every loop (the model dir lock's refresh)
         self.history = []  # (step, mean loss of the loop that ended there)
 
     @property
     def step(self) -> int:
         return int(self.optimizer.iterations.numpy())
 
-    def restore(self) -> int:
+    def restore(self, quiet: bool = False) -> int:
         """Restores the newest readable checkpoint (if any); returns the step."""
         path = self.checkpoints.restore()
-        if path:
+        if path and not quiet:
             self.log(f"resumed from checkpoint {path} at step {self.step}")
         return self.step
+
+    @property
+    def save_interval(self) -> int:
+        """Steps between checkpoints: ``checkpoint_every`` rounded up to whole loops."""
+        cfg = self.cfg
+        return max(1, math.ceil(cfg.checkpoint_every / cfg.steps_per_loop)) * cfg.steps_per_loop
+
+    def next_save_step(self) -> int:
+        """The next checkpoint step: a multiple of ``save_interval``, or the last step."""
+        return min(self.cfg.train_steps, (self.step // self.save_interval + 1) *
+                   self.save_interval)
+
+    @property
+    def preempted(self) -> bool:
+        return self._preempted
+
+    @contextlib.contextmanager
+    def sigterm_guard(self):
+        """While inside, SIGTERM sets ``preempted`` (the loop saves and stops after the
+        current loop of steps) instead of killing the process."""
+        if self._guarded or not _in_main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._guarded = True
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self._guarded = False
 
     # ------------------------------------------------------------------ one step
     def _loss_logits(self, images):
@@ -182,12 +217,13 @@ class Trainer:
         return loop
 
     # ------------------------------------------------------------------ the loop
-    def train(self, dataset_fn, steps: int | None = None, on_checkpoint=None) -> str:
-        """Trains to ``steps`` (default ``cfg.train_steps``) total steps from the current step.
+    def train(self, dataset_fn, steps: int | None = None) -> str:
+        """Trains to ``steps`` (default ``cfg.train_steps``) total steps from the current step,
+        saving every ``save_interval`` steps and at ``steps``.
 
         ``dataset_fn(seed)`` -> a function ``input_context -> dataset`` (see
-        ``DataConfig.train_fn``); it is called with ``cfg.seed + current step``.
-        ``on_checkpoint(step, path)`` runs after every save (e.g. evaluation).
+        ``DataConfig.train_fn``); it is called with ``cfg.seed + current step``, once: a later
+        call with the same ``dataset_fn`` continues its input where this one stopped.
         Returns ``"done"`` or ``"preempted"`` (SIGTERM: saved, stop).
         """
         cfg = self.cfg
@@ -196,49 +232,51 @@ class Trainer:
         if start >= target:
             self.log(f"already at step {start} >= {target}: nothing to train")
             return "done"
-        dist = self.strategy.distribute_datasets_from_function(dataset_fn(cfg.seed + start))
-        iterator = iter(dist)
+        if self._input is None or self._input[:2] != (dataset_fn, start):
+            dist = self.strategy.distribute_datasets_from_function(dataset_fn(cfg.seed + start))
+            self._input = (dataset_fn, start, iter(dist))
+        iterator = self._input[2]
         self._loop = self._loop or self._make_loop()
-        previous = signal.signal(signal.SIGTERM, self._on_sigterm) \
-            if _in_main_thread() else None
-        per_save = max(1, math.ceil(cfg.checkpoint_every / cfg.steps_per_loop))
-        loops_since_save, t_start, step0 = 0, time.monotonic(), start
-        try:
-            while self.step < target:
-                n = min(cfg.steps_per_loop, target - self.step)
-                t0 = time.monotonic()
-                mean_loss, first_bad = self._loop(iterator, tf.constant(n))
-                mean_loss, first_bad = float(mean_loss), int(first_bad)
-                dt = time.monotonic() - t0
-                if first_bad >= 0:
-                    raise TrainingDiverged(
-                        f"loss became {'NaN' if math.isnan(mean_loss) else 'non-finite'} at "
-                        f"step {first_bad} (loop of steps {self.step - n + 1}-{self.step}); "
-                        f"not saving: the last good checkpoint is "
-                        f"{self.checkpoints.latest or 'none'}. Lower train.base_lr, add "
-                        "train.warmup_steps or set train.clip_norm.")
-                self.history.append((self.step, mean_loss))
-                self._report(mean_loss, n, dt, step0, t_start, target)
-                loops_since_save += 1
-                if loops_since_save >= per_save or self.step >= target or self._preempted:
-                    path = self.checkpoints.save(self.step)
-                    self.log(f"step {self.step}: saved checkpoint {path}")
-                    loops_since_save = 0
-                    if self._preempted:
-                        self.log("SIGTERM received: checkpoint saved, stopping (exit 0); "
-                                 "restart with the same --model_dir to resume")
-                        return "preempted"
-                    if on_checkpoint is not None:
-                        on_checkpoint(self.step, path)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-            self.writer.flush()
+        t_start, step0 = time.monotonic(), start
+        with self.sigterm_guard():
+            try:
+                while self.step < target:
+                    n = min(cfg.steps_per_loop, target - self.step)
+                    t0 = time.monotonic()
+                    mean_loss, first_bad = self._loop(iterator, tf.constant(n))
+                    mean_loss, first_bad = float(mean_loss), int(first_bad)
+                    dt = time.monotonic() - t0
+                    if first_bad >= 0:
+                        raise TrainingDiverged(
+                            f"loss became {'NaN' if math.isnan(mean_loss) else 'non-finite'} "
+                            f"at step {first_bad} (loop of steps {self.step - n + 1}-"
+                            f"{self.step}); not saving: the last good checkpoint is "
+                            f"{self.checkpoints.latest or 'none'}. Lower train.base_lr, add "
+                            "train.warmup_steps or set train.clip_norm.")
+                    self.history.append((self.step, mean_loss))
+                    self._report(mean_loss, n, dt, step0, t_start, max(target,
+                                                                       cfg.train_steps))
+                    if self.step % self.save_interval == 0 or self.step >= target or \
+                            self._preempted:
+                        path = self.checkpoints.save(self.step)
+                        self.log(f"step {self.step}: saved checkpoint {path}")
+                        if self._preempted:
+                            self.log(f"SIGTERM received: checkpoint saved "
+                                     f"{self.sigterm_delay()} after the signal, stopping "
+                                     "(exit 0); restart with the same --model_dir to resume")
+                            return "preempted"
+            finally:
+                self.writer.flush()
+                self._input = (dataset_fn, self.step, iterator)
         return "done"
 
     def _on_sigterm(self, signum, frame):
-        self._preempted = True
+        self._preempted, self._sigterm_at = True, time.monotonic()
         self.log("SIGTERM: will save and stop after the current loop")
+
+    def sigterm_delay(self) -> str:
+        """Seconds since the SIGTERM, for the exit message."""
+        return f"{time.monotonic() - getattr(self, '_sigterm_at', time.monotonic()):.1f} s"
 
     def _report(self, loss, n, dt, step0, t_start, target):
         step = self.step
@@ -248,6 +286,8 @@ class Trainer:
         lr = float(self.schedule(step))
         self.log(f"step {step}/{target}  loss {loss:.4f}  lr {lr:.4g}  {ips:,.1f} images/s  "
                  f"ETA {format_hms(eta)}")
+        if self.heartbeat is not None:
+            self.heartbeat()
         with self.writer.as_default(step=step):
             tf.summary.scalar("loss", loss)
             tf.summary.scalar("learning_rate", lr)

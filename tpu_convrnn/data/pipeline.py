@@ -241,11 +241,6 @@ def checked(iterator, files, num_classes: int, label_offset: int = records.LABEL
         except StopIteration:
             return
         except tf.errors.OpError as e:
-            msg = e.message
-            if "outside the declared range" in msg:
-                detail = msg.splitlines()[0].split("assertion failed: ")[-1]
-                detail = detail.replace("] [", " ").strip("[]")
-                raise records.InputError(f"bad label: {detail}") from e
-            where = records.find_bad_record(files, num_classes, label_offset)
-            raise records.InputError(f"bad input in {where or 'the input files'} "
-                                     f"(while reading: {msg.splitlines()[0]})") from e
+            raise (records.explain(e, files, num_classes, label_offset) or
+                   records.InputError(f"bad input in the input files (while reading: "
+                                      f"{e.message.splitlines()[0]})")) from e

@@ -67,6 +67,30 @@ class DataConfig:
                              "data.eval_pattern (e.g. 'gs://bucket/imagenet/train-*')")
         return cfg
 
+    def check_files(self, mode: str):
+        """The cheap checks of the files a run of ``mode`` reads (``records``): every
+        pattern matches, and the first record of every file reads, parses and decodes with
+        its label in range; ``InputError`` naming the file otherwise."""
+        if self.source == "fake":
+            return
+        for what in {"train": ["train"], "eval": ["eval"]}.get(mode, ["train", "eval"]):
+            pattern = getattr(self, f"{what}_pattern")
+            if not pattern:
+                raise ValueError(f"data.{what}_pattern is not set (needed for {what})")
+            records.check_first_records(records.list_files(pattern), self.num_classes,
+                                        self.label_offset)
+
+    def input_error(self, error, what: str):
+        """An ``InputError`` naming the file and record behind ``error`` (a TF error raised
+        while reading the ``what`` ('train'/'eval') files), or None if the files read well
+        (the error came from elsewhere). Scans the files: call it only after a failure."""
+        files = records.list_files(getattr(self, f"{what}_pattern"))
+        return records.explain(error, files, self.num_classes, self.label_offset)
+
+    def train_input(self, image_size: int, global_batch: int):
+        """``seed -> (input_context -> dataset)`` for ``Trainer.train``."""
+        return lambda seed: self.train_fn(image_size, global_batch, seed)
+
     def input_config(self, pattern: str | None, image_size: int, seed: int,
                      what: str) -> pipeline.InputConfig:
         if not pattern:

@@ -57,22 +57,24 @@ def main(argv=None) -> int:
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     from tpu_convrnn import gin_config
-    from tpu_convrnn.experiment import run_experiment
+    from tpu_convrnn.experiment import train_and_evaluate
     from tpu_convrnn.gin_files import parse_gin
     from tpu_convrnn.train import TrainingDiverged
     try:
         settings = budget_settings(args.steps, args.warmup_fraction, args.checkpoint_every)
         parse_gin([args.gin_file], [f"{k} = {v}" for k, v in settings.items()])
         data, cfg = gin_config.configured_data(), gin_config.configured_train()
-        result = run_experiment("train", args.model_dir, gin_config.configured_model, data, cfg,
-                                tpu=args.tpu)
+        result = train_and_evaluate("train", args.model_dir, gin_config.configured_model, data,
+                                    cfg, tpu=args.tpu)
         if result["status"] == "preempted":
             return PREEMPTED
         if finished_metrics(args.model_dir, args.steps) is None:
             # (its restore of the final checkpoint is no resume: keep that line out of the log)
-            run_experiment("eval", args.model_dir, gin_config.configured_model, data, cfg,
-                           tpu=args.tpu, log=lambda msg: None if msg.startswith("resumed from")
-                           else print(msg, flush=True))
+            # (the rung's final checkpoint only: eval_missing=False)
+            train_and_evaluate("eval", args.model_dir, gin_config.configured_model, data, cfg,
+                               tpu=args.tpu, eval_missing=False,
+                               log=lambda msg: None if msg.startswith("resumed from")
+                               else print(msg, flush=True))
     except TrainingDiverged as e:
         print(f"error: TrainingDiverged: {e}", file=sys.stderr, flush=True)
         return DIVERGED

@@ -1,0 +1,149 @@
+"""Guarding a model dir while a run uses it: one run at a time, and no silent fresh start.
+
+``with hold(model_dir, chief): ...`` (the chief of a multi-worker run; the others only read):
+
+* **lock**: ``<model_dir>/LOCK`` names the holder (host, pid, start time) and is refreshed by
+  ``touch()`` (each training loop). A second run on the same dir fails with an error naming
+  the holder. A lock left by a killed run is taken over when its process is gone (same host)
+  or its heartbeat is older than ``STALE_AFTER_S`` (another host, e.g. a preempted VM's);
+* **checkpoint state**: if ``checkpoints/checkpoint`` (TensorFlow's list of checkpoints) is
+  missing or unreadable while checkpoint files exist, it is rebuilt from those files instead
+  of the run silently starting again from step 0 and overwriting them;
+* **debris**: folders of saves cut off by a kill (``ckpt-N_temp``) are removed.
+
+Local paths and ``gs://`` (``tf.io.gfile``); on object stores the lock is advisory (no atomic
+create), which still catches the common mistake of starting the same command twice.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import time
+
+import tensorflow as tf
+
+from tpu_convrnn.checkpoints import CHECKPOINT_SUBDIR
+
+LOCK_FILE = "LOCK"
+STALE_AFTER_S = 900  # a heartbeat older than this (another host) means the holder is gone
+_HEARTBEAT_EVERY_S = 60
+
+
+class ModelDirInUse(RuntimeError):
+    """Another live run holds the model dir."""
+
+
+def _me() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
+            "heartbeat": time.time()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Lock:
+    def __init__(self, model_dir, log):
+        self.path, self.log = f"{model_dir}/{LOCK_FILE}", log
+        self.me, self.last = _me(), 0.0
+
+    def acquire(self):
+        holder = self._read()
+        if holder is not None and self._live(holder):
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["started"]))
+            raise ModelDirInUse(
+                f"model dir {os.path.dirname(self.path)} is in use by pid {holder['pid']} on "
+                f"host {holder['host']} since {since} ({self.path}); stop that run or use "
+                f"another --model_dir (delete {LOCK_FILE} only if that process is gone)")
+        if holder is not None:
+            self.log(f"taking over {self.path} from pid {holder.get('pid')} on host "
+                     f"{holder.get('host')} (no longer running)")
+        self._write()
+        if self._read() != self.me:  # another run wrote in between
+            raise ModelDirInUse(f"model dir {os.path.dirname(self.path)}: another run took "
+                                f"{self.path} at the same moment")
+
+    def _live(self, holder) -> bool:
+        if holder.get("host") == self.me["host"]:
+            return holder.get("pid") != self.me["pid"] and _alive(int(holder.get("pid", -1)))
+        return time.time() - float(holder.get("heartbeat", 0)) < STALE_AFTER_S
+
+    def _read(self):
+        if not tf.io.gfile.exists(self.path):
+            return None
+        try:
+            with tf.io.gfile.GFile(self.path) as f:
+                return json.load(f)
+        except (ValueError, tf.errors.OpError):
+            return {}  # torn write of a killed run: stale
+
+    def _write(self):
+        tmp = f"{self.path}.{self.me['host']}.{self.me['pid']}.tmp"
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            json.dump(self.me, f)
+        tf.io.gfile.rename(tmp, self.path, overwrite=True)
+
+    def touch(self):
+        if time.time() - self.last >= _HEARTBEAT_EVERY_S:
+            self.me["heartbeat"] = self.last = time.time()
+            self._write()
+
+    def release(self):
+        if self._read() == self.me:
+            tf.io.gfile.remove(self.path)
+
+
+def repair_checkpoint_state(ckpt_dir: str, log) -> list:
+    """Removes ``ckpt-N_temp`` folders; rebuilds ``checkpoint`` from the ``ckpt-N.index``
+    files if it is missing or unreadable. Returns the checkpoint prefixes found."""
+    if not tf.io.gfile.isdir(ckpt_dir):
+        return []
+    names = tf.io.gfile.listdir(ckpt_dir)
+    for n in names:
+        if re.fullmatch(r"ckpt-\d+_temp.*", n.rstrip("/")):
+            tf.io.gfile.rmtree(f"{ckpt_dir}/{n.rstrip('/')}")
+            log(f"removed {ckpt_dir}/{n.rstrip('/')} (a save cut off by a kill)")
+    steps = sorted(int(m.group(1)) for m in (re.fullmatch(r"ckpt-(\d+)\.index", n)
+                                             for n in names) if m)
+    prefixes = [f"{ckpt_dir}/ckpt-{s}" for s in steps]
+    if not prefixes:
+        return []
+    try:
+        state = tf.train.get_checkpoint_state(ckpt_dir)
+    except Exception:  # noqa: BLE001  (a torn or garbage text proto)
+        state = None
+    if state is None or not state.model_checkpoint_path:
+        # (CheckpointManager recovers only paths that have timestamps)
+        stamps = [tf.io.gfile.stat(f"{p}.index").mtime_nsec / 1e9 for p in prefixes]
+        tf.compat.v1.train.update_checkpoint_state(
+            ckpt_dir, prefixes[-1], prefixes, all_model_checkpoint_timestamps=stamps,
+            last_preserved_timestamp=min(stamps) - 1)
+        log(f"{ckpt_dir}/checkpoint was missing or unreadable: rebuilt it from "
+            f"{len(prefixes)} checkpoint file(s) (newest ckpt-{steps[-1]})")
+    return prefixes
+
+
+@contextlib.contextmanager
+def hold(model_dir: str, chief: bool = True, log=print):
+    """Holds ``model_dir`` for one run (see the module docstring); yields the lock (its
+    ``touch()`` refreshes the heartbeat) or None on non-chief workers."""
+    if not chief:
+        yield None
+        return
+    tf.io.gfile.makedirs(model_dir)
+    lock = _Lock(model_dir, log)
+    lock.acquire()
+    try:
+        repair_checkpoint_state(f"{model_dir}/{CHECKPOINT_SUBDIR}", log)
+        yield lock
+    finally:
+        lock.release()
