@@ -1,5 +1,6 @@
 """Original checkpoints -> Keras: parity with the original code's outputs (../shared/reference)
 and clear errors for checkpoints that do not fit."""
+import os
 import subprocess
 import sys
 
@@ -97,3 +98,27 @@ def test_cli_converts_and_the_keras_file_loads(tmp_path, checkpoints):
     direct = tpu_convrnn.load_model("rgc_shallow", checkpoint=checkpoints["rgc_shallow"])
     loaded = tpu_convrnn.load_model("rgc_shallow", checkpoint=str(out))
     np.testing.assert_array_equal(np.asarray(loaded(images)), np.asarray(direct(images)))
+
+
+def test_a_truncated_checkpoint_is_a_clear_error(tmp_path):
+    prefix = _edited(tmp_path, lambda v: None)
+    data = [f for f in os.listdir(os.path.dirname(prefix)) if ".data-" in f]
+    path = os.path.join(os.path.dirname(prefix), data[0])
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    model = tpu_convrnn.build_model("rgc_shallow")
+    with pytest.raises(ValueError, match=r"cannot read '.*' from TF1 checkpoint .*truncated"):
+        convert.load_tf1_checkpoint(model, prefix)
+
+
+def test_cli_checks_the_output_and_model_before_reading(tmp_path):
+    cases = [(["--model=rgc_shallow", f"--output={tmp_path / 'x.h5'}"], "must end in .keras"),
+             (["--model=rgc_shallow", f"--output={tmp_path / 'no' / 'x.keras'}"],
+              "does not exist"),
+             (["--model=nope", f"--output={tmp_path / 'x.keras'}"], "unknown model 'nope'")]
+    for args, message in cases:
+        proc = subprocess.run([sys.executable, "-m", "tpu_convrnn.convert",
+                               f"--checkpoint={tmp_path / 'none'}", *args],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert message in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]

@@ -123,8 +123,8 @@ def load_tf1_checkpoint(model, prefix: str) -> dict:
                         and not _is_ignored(n))
     wrong_consts = []
     for name, value in consts.items():
-        if name in shapes and not np.allclose(reader.get_tensor(name), value):
-            wrong_consts.append(f"{name} = {reader.get_tensor(name).tolist()} (this model "
+        if name in shapes and not np.allclose(_read(reader, name, prefix), value):
+            wrong_consts.append(f"{name} = {_read(reader, name, prefix).tolist()} (this model "
                                 f"assumes {value})")
     problems = []
     for title, items in (("missing", missing), ("unexpected", unexpected),
@@ -135,8 +135,16 @@ def load_tf1_checkpoint(model, prefix: str) -> dict:
         raise ValueError(f"checkpoint {prefix!r} does not fit model {model.name!r}:\n  "
                          + "\n  ".join(problems))
     for v in model.weights:
-        v.assign(reader.get_tensor(mapping[v.path]).astype(np.float32))
+        v.assign(_read(reader, mapping[v.path], prefix).astype(np.float32))
     return mapping
+
+
+def _read(reader, name, prefix):
+    try:
+        return reader.get_tensor(name)
+    except Exception as e:  # noqa: BLE001  (DataLossError, IndexError: a truncated data file)
+        raise ValueError(f"cannot read {name!r} from TF1 checkpoint {prefix!r} (truncated or "
+                         f"damaged?): {str(e).splitlines()[0]}") from e
 
 
 def main(argv=None):
@@ -149,15 +157,19 @@ def main(argv=None):
     FLAGS = flags.FLAGS
 
     def _run(_):
+        import os
+
         from tpu_convrnn.models import load_model
-        model = load_model(FLAGS.model)
-        try:
+        folder = os.path.dirname(os.path.abspath(FLAGS.output))
+        try:  # the cheap checks first, then the model and the checkpoint
+            if not FLAGS.output.endswith(".keras"):
+                raise ValueError(f"--output {FLAGS.output!r} must end in .keras")
+            if not os.path.isdir(folder):
+                raise ValueError(f"--output {FLAGS.output!r}: folder {folder!r} does not exist")
+            model = load_model(FLAGS.model)
             mapping = load_tf1_checkpoint(model, FLAGS.checkpoint)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
-            return 1
-        if not FLAGS.output.endswith(".keras"):
-            print(f"error: --output {FLAGS.output!r} must end in .keras", file=sys.stderr)
             return 1
         model.save(FLAGS.output)
         n_const = len(_expected_constants(model))

@@ -68,3 +68,12 @@ def test_folder_errors(tmp_path):
     (tmp_path / "bad" / "x" / "a.jpg").write_bytes(b"junk")
     with pytest.raises(ValueError, match=r"cannot decode image .*a.jpg"):
         folder.convert_folder(str(tmp_path / "bad"), str(tmp_path / "o"), quiet=True)
+    assert not any(n.endswith(".tmp") for n in os.listdir(tmp_path / "o"))  # no half shard
+    _make_folder(tmp_path / "in")
+    with pytest.raises(ValueError, match=r"--num_shards=0: expected at least 1"):
+        folder.convert_folder(str(tmp_path / "in"), str(tmp_path / "o"), num_shards=0)
+    assert folder.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"),
+                        "--num_shards", "0"]) != 0
+    os.makedirs(tmp_path / "in" / "empty_class")
+    with pytest.raises(ValueError, match=r"class folder\(s\) \['empty_class'\] hold no"):
+        folder.convert_folder(str(tmp_path / "in"), str(tmp_path / "o"), quiet=True)

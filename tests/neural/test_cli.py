@@ -48,3 +48,21 @@ def test_cli_names_missing_stimuli(tmp_path):
                 f"--output={tmp_path / 'x'}")
     assert proc.returncode == 2
     assert "2 stimulus ids of the assembly are not in" in proc.stderr and "s0018" in proc.stderr
+
+
+def test_cli_checks_compare_files_regions_and_window_before_the_features(tmp_path):
+    feats = recurrent_features(20)
+    a = planted_assembly(feats, {"V4": "conv1"})
+    np.savez(tmp_path / "assembly.npz", **a)
+    # a features file that would fail if read: the checks must come first
+    (tmp_path / "feats.npz").write_bytes(b"not read")
+    common = [f"--assembly={tmp_path / 'assembly.npz'}", f"--features={tmp_path / 'feats.npz'}",
+              f"--output={tmp_path / 'x'}"]
+    for extra, message in [
+            ([f"--compare={tmp_path / 'missing.nc'}"], f"--compare={tmp_path / 'missing.nc'}: "
+                                                       "no such file"),
+            (["--layers=V1=conv1", "--window=260,70"], "--window=260,70: expected START,STOP")]:
+        proc = _cli(*common, *extra)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert message in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "x.nc")

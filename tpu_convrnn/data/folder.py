@@ -27,6 +27,8 @@ def convert_folder(input_dir: str, output_dir: str, split: str = "train", num_sh
     import tensorflow as tf
     if not os.path.isdir(input_dir):
         raise ValueError(f"--input {input_dir!r} is not a folder")
+    if num_shards < 1:
+        raise ValueError(f"--num_shards={num_shards}: expected at least 1")
     classes = sorted(d for d in os.listdir(input_dir)
                      if os.path.isdir(os.path.join(input_dir, d)))
     if not classes:
@@ -36,33 +38,50 @@ def convert_folder(input_dir: str, output_dir: str, split: str = "train", num_sh
              if f.lower().endswith(IMAGE_EXTENSIONS)]
     if not items:
         raise ValueError(f"--input {input_dir!r}: no {'/'.join(IMAGE_EXTENSIONS)} images")
+    empty = [c for label, c in enumerate(classes) if not any(lab == label for _, lab in items)]
+    if empty:
+        raise ValueError(f"--input {input_dir!r}: class folder(s) {empty} hold no "
+                         f"{'/'.join(IMAGE_EXTENSIONS)} images (a class needs examples)")
+    if num_shards > len(items):
+        raise ValueError(f"--num_shards={num_shards}: more shards than the {len(items)} "
+                         "images (a shard would be empty)")
     order = np.random.default_rng(seed).permutation(len(items))
     tf.io.gfile.makedirs(output_dir)
     stream = open(os.devnull, "w") if quiet else None
     with Progress(len(items), f"converting {input_dir}", stream=stream) as bar:
         for shard in range(num_shards):
             path = os.path.join(output_dir, records.shard_name(split, shard, num_shards))
-            with tf.io.TFRecordWriter(path + ".tmp") as w:
-                for i in order[shard::num_shards]:
-                    path_i, label = items[i]
-                    data = tf.io.read_file(path_i)
-                    try:
-                        img = tf.io.decode_image(data, channels=3, expand_animations=False)
-                    except tf.errors.OpError as e:
-                        raise ValueError(f"cannot decode image {path_i!r}: "
-                                         f"{e.message.splitlines()[0]}") from e
-                    jpeg = data.numpy() if tf.io.is_jpeg(data) else \
-                        tf.io.encode_jpeg(img, quality=95).numpy()
-                    key = os.path.relpath(path_i, input_dir)
-                    w.write(records.encode_example(jpeg, label + records.LABEL_OFFSET,
-                                                   int(img.shape[0]), int(img.shape[1]), key))
-                    bar.update()
-            tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            try:
+                _write_shard(tmp, order[shard::num_shards], items, input_dir, bar)
+            except BaseException:
+                tf.io.gfile.remove(tmp)  # no half-written shard left behind
+                raise
+            tf.io.gfile.rename(tmp, path, overwrite=True)
     labels = {c: i for i, c in enumerate(classes)}
     with tf.io.gfile.GFile(os.path.join(output_dir, "labels.json"), "w") as f:
         json.dump(labels, f, indent=1)
     return {"num_examples": len(items), "num_classes": len(classes), "labels": labels,
             "pattern": os.path.join(output_dir, f"{split}-*")}
+
+
+def _write_shard(path, indices, items, input_dir, bar):
+    import tensorflow as tf
+    with tf.io.TFRecordWriter(path) as w:
+        for i in indices:
+            path_i, label = items[i]
+            data = tf.io.read_file(path_i)
+            try:
+                img = tf.io.decode_image(data, channels=3, expand_animations=False)
+            except tf.errors.OpError as e:
+                raise ValueError(f"cannot decode image {path_i!r}: "
+                                 f"{e.message.splitlines()[0]}") from e
+            jpeg = data.numpy() if tf.io.is_jpeg(data) else \
+                tf.io.encode_jpeg(img, quality=95).numpy()
+            key = os.path.relpath(path_i, input_dir)
+            w.write(records.encode_example(jpeg, label + records.LABEL_OFFSET,
+                                           int(img.shape[0]), int(img.shape[1]), key))
+            bar.update()
 
 
 def main(argv=None):

@@ -109,9 +109,38 @@ def _features_from_file(assembly):
     return feats, FLAGS.model_name or os.path.splitext(os.path.basename(FLAGS.features))[0]
 
 
-def run():
+def _check_before_features(assembly, layers):
+    """What can be checked before the (long) features and fits: the window, the regions of
+    --layers, the --compare files. Returns (window, opened --compare results)."""
     import xarray as xr
+    try:
+        window = tuple(float(x) for x in FLAGS.window)
+    except ValueError:
+        window = ()
+    if len(window) != 2 or not window[0] < window[1]:
+        raise ValueError(f"--window={','.join(FLAGS.window)}: expected START,STOP in ms with "
+                         "START < STOP")
+    bins = ((assembly.time_bin_start >= window[0]) & (assembly.time_bin_stop <= window[1]))
+    if not bins.any():
+        raise ValueError(f"--window={','.join(FLAGS.window)}: no time bin of {FLAGS.assembly} "
+                         f"lies inside (bins from {float(assembly.time_bin_start.min()):g} to "
+                         f"{float(assembly.time_bin_stop.max()):g} ms)")
+    unknown = [r for r in layers if r not in list(assembly.regions)]
+    if unknown:
+        raise ValueError(f"--layers: region(s) {unknown} not in {FLAGS.assembly} (regions: "
+                         f"{', '.join(map(str, assembly.regions))})")
+    others = []
+    for path in FLAGS.compare:
+        if not os.path.exists(path):
+            raise ValueError(f"--compare={path}: no such file")
+        try:
+            others.append(xr.open_dataset(path))
+        except Exception as e:  # noqa: BLE001  (any reason it cannot be read)
+            raise ValueError(f"--compare={path}: cannot be read as results ({e})") from e
+    return window, others
 
+
+def run():
     from tpu_convrnn.neural.assembly import load_assembly
     from tpu_convrnn.neural.benchmark import compare, write_results
     from tpu_convrnn.progress import Progress
@@ -121,18 +150,17 @@ def run():
         raise ValueError("give either --stimuli (with a model's --gin_file) or --features")
     assembly = load_assembly(FLAGS.assembly)
     layers = _layers_arg(FLAGS.layers, FLAGS.mapping)
+    window, others = _check_before_features(assembly, layers)
     if FLAGS.features:
         feats, name = _features_from_file(assembly)
     else:
         feats, name = _features_from_model(assembly, layers, FLAGS.candidate_layers)
-    window = tuple(float(x) for x in FLAGS.window)
     n_bins = int(((assembly.time_bin_start >= window[0]) &
                   (assembly.time_bin_stop <= window[1])).sum())
     with Progress(len(assembly.regions) * n_bins * FLAGS.num_splits, "fits", unit="fits") as bar:
         ds = compare(feats, assembly, layers, FLAGS.candidate_layers, FLAGS.mapping,
                      FLAGS.method, FLAGS.num_splits, window, FLAGS.latency_ms,
                      pca=FLAGS.pca or None, seed=FLAGS.seed, model_name=name, progress=bar)
-    others = [xr.open_dataset(p) for p in FLAGS.compare]
     for path in write_results(ds, FLAGS.output, others):
         print(f"wrote {path}")
     for region in ds["region"].values:
