@@ -131,3 +131,4 @@ def test_a_bad_shard_is_named_before_the_model_is_built(tmp_path, damage):
     if damage == "label":
         assert "label 99 outside the declared range 1 .. 10" in last
     assert "model rgc_shallow" not in out  # found before the build
+

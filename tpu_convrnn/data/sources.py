@@ -77,8 +77,9 @@ class DataConfig:
             pattern = getattr(self, f"{what}_pattern")
             if not pattern:
                 raise ValueError(f"data.{what}_pattern is not set (needed for {what})")
-            records.check_first_records(records.list_files(pattern), self.num_classes,
-                                        self.label_offset)
+            files = records.list_files(pattern)
+            if not self.skip_bad:  # (with skip_bad, bad records are skipped and counted)
+                records.check_first_records(files, self.num_classes, self.label_offset)
 
     def input_error(self, error, what: str):
         """An ``InputError`` naming the file and record behind ``error`` (a TF error raised
