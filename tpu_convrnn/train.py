@@ -28,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import signal
+import threading
 import time
 
 import keras
@@ -160,12 +162,32 @@ class Trainer:
             yield
             return
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        # Python runs the handler only when the training loop's tf.function returns; the
+        # wakeup fd is written the moment the signal arrives, so a thread can time it.
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        previous_fd = signal.set_wakeup_fd(write_fd)
+        watcher = threading.Thread(target=self._watch_signals, args=(read_fd,), daemon=True)
+        watcher.start()
         self._guarded = True
         try:
             yield
         finally:
+            signal.set_wakeup_fd(previous_fd)
             signal.signal(signal.SIGTERM, previous)
+            os.close(write_fd)
             self._guarded = False
+
+    def _watch_signals(self, read_fd):
+        try:
+            while True:
+                data = os.read(read_fd, 16)
+                if not data:
+                    return
+                if signal.SIGTERM in data and not hasattr(self, "_sigterm_at"):
+                    self._sigterm_at = time.monotonic()
+        finally:
+            os.close(read_fd)
 
     # ------------------------------------------------------------------ one step
     def _loss_logits(self, images):
@@ -271,7 +293,9 @@ class Trainer:
         return "done"
 
     def _on_sigterm(self, signum, frame):
-        self._preempted, self._sigterm_at = True, time.monotonic()
+        self._preempted = True
+        if not hasattr(self, "_sigterm_at"):
+            self._sigterm_at = time.monotonic()
         self.log("SIGTERM: will save and stop after the current loop")
 
     def sigterm_delay(self) -> str:
