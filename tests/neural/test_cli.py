@@ -60,8 +60,7 @@ def test_cli_checks_compare_files_regions_and_window_before_the_features(tmp_pat
               f"--output={tmp_path / 'x'}"]
     for extra, message in [
             ([f"--compare={tmp_path / 'missing.nc'}"], f"--compare={tmp_path / 'missing.nc'}: "
-                                                       "no such file"),
-            (["--layers=V1=conv1", "--window=260,70"], "--window=260,70: expected START,STOP")]:
+                                                       "no such file")]:
         proc = _cli(*common, *extra)
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert message in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
