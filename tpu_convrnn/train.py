@@ -77,7 +77,7 @@ class TrainConfig:
 
 
 def check_loss_steps(steps, times: int):
-    """ValueError naming ``train.loss_steps`` if a step lies outside the unrolled [0, times)."""
+    """ValueError naming ``train.loss_steps`` if a step lies outside [-times, times)."""
     for s in steps or ():
         if isinstance(s, bool) or not isinstance(s, int) or not -times <= s < times:
             raise ValueError(f"train.loss_steps = {tuple(steps)}: step {s!r} outside "

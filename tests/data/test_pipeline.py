@@ -137,3 +137,15 @@ def test_eval_crop_is_centered():
     out = pipeline.eval_image(tf.io.encode_jpeg(img), 8).numpy()
     assert out.shape == (8, 8, 3)
     assert out[3:5, 3:5].mean() > 200 and out[0, 0].mean() < 60
+
+
+def test_count_records_names_a_truncated_file_and_record(tmp_path):
+    write_records(tmp_path, "validation", num_files=1, per_file=4)
+    (path,) = records.list_files(f"{tmp_path}/validation-*")
+    assert records.count_records([path]) == [4]
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[:-5])  # the last record cut short
+    with pytest.raises(records.InputError, match=rf"file '{re.escape(path)}', record 3 "
+                                                 r"\(0-based\) cannot be read"):
+        records.count_records([path])
