@@ -4,34 +4,41 @@
         --precision=bf16 [--resnet50_batch=128] [--baseline=rgc_intermediate_scaffold]
     KERAS_BACKEND=jax python bench/train_step.py ...        # GPU (no TensorFlow needed)
 
-One training step = forward over all T steps, softmax cross-entropy on the readout, backward,
-SGD-momentum update, compiled with XLA (``jax.jit`` on JAX; ``tf.function(jit_compile=...)``
-on TensorFlow, default off on CPU where XLA is slower). Synthetic data, no input pipeline.
+One training step is the library's own (``tpu_convrnn.train.Trainer.step_function`` under
+TensorFlow: the loss, L2 terms, per-element clipping and SGD-Nesterov update of
+gin/recipes/imagenet.gin, at a constant learning rate; under JAX the same loss and clipping from
+``tpu_convrnn.objective`` under ``jax.jit``), on synthetic data, no input pipeline. Each
+ConvRNN is timed with work elimination (the execution setting ``eliminate``) on and off in this
+process (``--eliminate``), on one model (the second run continues from the first's weights).
 
 Reported per model: time to import, build and count FLOPs; compile time (JAX: tracing and
 lowering apart from XLA's compile, which includes convolution autotuning on GPU); first-step
 time (after compile: the runtime's own first-execution work, e.g. building cuDNN plans);
 median images/s over ``--repeats`` timed runs of ``--steps`` steps after warm-up, model FLOPs
-per training image (3x the forward FLOPs that can reach the loss, counted from the model's own
-layer shapes by ``tpu_convrnn.flops``; work that cannot reach the loss is not counted), achieved
-FLOP/s, MFU when the device's dense bf16 peak is known, and peak memory.
+per training image (3x the forward FLOPs that are executed and reach the loss, counted from the
+model's own layer shapes by ``tpu_convrnn.flops``: dense, or after elimination at that batch),
+achieved FLOP/s of that executed work, MFU when the device's dense bf16 peak is known, and peak
+memory (JAX: XLA's buffer assignment per compiled step; TensorFlow: the host's max RSS so far).
 ``recurrence_overhead`` = baseline achieved FLOP/s / ConvRNN achieved FLOP/s.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import re
 import resource
 import time
 
 PROCESS_START = time.perf_counter()
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tpu_convrnn  # noqa: E402
+from tpu_convrnn import execution  # noqa: E402
 from tpu_convrnn.depthwise import resolve_method  # noqa: E402
 from tpu_convrnn.flops import count_call_flops, count_flops, xla_cost_flops  # noqa: E402
 
@@ -58,23 +65,50 @@ def peak_for(kind):
     return None
 
 
-def make_step(model, lr=1e-3, xla=True):
-    """Returns (run(x, y) -> loss (blocking), compile(x, y) -> memory analysis or None) for one
-    training step: SGD with Nesterov momentum and the ImageNet recipe's gradient clipping
-    (gin/recipes/imagenet.gin), so that the loss stays finite from the default initialisation."""
-    opt = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, clipvalue=0.3237)
-    opt.build(model.trainable_variables)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+RECIPE = "gin/recipes/imagenet.gin"
+RECIPE_KEYS = ("base_lr", "lr_base_batch", "momentum", "nesterov", "clip_value",
+               "clip_norm", "label_smoothing")
+
+
+def recipe_settings(path=RECIPE):
+    """The ``train.*`` optimizer, clipping and loss settings of a gin recipe (literals only)."""
+    out = {}
+    with open(os.path.join(REPO, path)) as f:
+        for line in f:
+            m = re.match(r"train\.(\w+)\s*=\s*([^#]+)", line)
+            if m and m.group(1) in RECIPE_KEYS:
+                out[m.group(1)] = ast.literal_eval(m.group(2).strip())
+    return out
+
+
+def make_step(model, batch, xla=True):
+    """Returns (run(x, y) -> loss (blocking), compile(x, y) -> (memory analysis or None, HLO
+    counts or None)) for one training step of the library at ``batch`` images: under
+    TensorFlow ``tpu_convrnn.train.Trainer``'s own step (loss, L2 terms, clipping, update)
+    with the ImageNet recipe's optimizer and clipping (gin/recipes/imagenet.gin) at a constant
+    learning rate; under JAX the same loss and clipping (``tpu_convrnn.objective``) and the
+    same SGD, differentiated with ``jax.value_and_grad``."""
+    recipe = recipe_settings()
+    lr = recipe["base_lr"] * batch / recipe["lr_base_batch"]
     if keras.backend.backend() == "jax":
         import jax
+        from tpu_convrnn import objective
+        opt = keras.optimizers.SGD(lr, momentum=recipe["momentum"],
+                                   nesterov=recipe["nesterov"])
+        opt.build(model.trainable_variables)
 
         def loss_and_state(tv, ntv, x, y):
-            logits, ntv = model.stateless_call(tv, ntv, x, training=True)
-            return loss_fn(y, keras.ops.cast(logits, "float32")), ntv
+            mapping = list(zip(model.trainable_variables, tv)) + \
+                list(zip(model.non_trainable_variables, ntv))
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                loss = objective.replica_loss(model, x, y, batch, 1,
+                                              label_smoothing=recipe.get("label_smoothing", 0))
+            return loss, [scope.get_current_value(v) for v in model.non_trainable_variables]
 
         @jax.jit
         def step(tv, ntv, ov, x, y):
             (loss, ntv), grads = jax.value_and_grad(loss_and_state, has_aux=True)(tv, ntv, x, y)
+            grads = objective.clip(grads, recipe.get("clip_value"), recipe.get("clip_norm"))
             tv, ov = opt.stateless_apply(ov, grads, tv)
             return tv, ntv, ov, loss
 
@@ -99,21 +133,20 @@ def make_step(model, lr=1e-3, xla=True):
             return compiled["fn"].memory_analysis(), {**counts, "trace_s": trace_s}
         return run, do_compile
 
-    import tensorflow as tf
+    import tempfile
 
-    @tf.function(jit_compile=xla)
-    def tf_step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, tf.cast(model(x, training=True), tf.float32))
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+    import tensorflow as tf
+    from tpu_convrnn.train import TrainConfig, Trainer
+    cfg = TrainConfig(global_batch=batch, decay="constant", **recipe)
+    trainer = Trainer(lambda: model, cfg, tf.distribute.get_strategy(),
+                      tempfile.mkdtemp(prefix="train_step_"), log=lambda msg: None)
+    tf_step = trainer.step_function(jit_compile=xla)
 
     def do_compile(x, y):
-        tf_step.get_concrete_function(tf.TensorSpec(x.shape, x.dtype),
-                                      tf.TensorSpec(y.shape, y.dtype))
+        tf_step.get_concrete_function((tf.TensorSpec(x.shape, x.dtype),
+                                       tf.TensorSpec(y.shape, y.dtype)))
         return None, None
-    return (lambda x, y: float(tf_step(x, y))), do_compile
+    return (lambda x, y: float(tf_step((x, y)))), do_compile
 
 
 def hlo_op_counts(text):
@@ -138,7 +171,7 @@ def measure(name, model, batch, size, train_flops, args, peak):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch, size, size, 3)).astype("uint8")
     y = rng.integers(0, 1000, (batch,)).astype("int32")
-    run, do_compile = make_step(model, xla=args.xla)
+    run, do_compile = make_step(model, batch, xla=args.xla)
     t0 = time.perf_counter()
     mem, counts = do_compile(x, y)
     compile_s = time.perf_counter() - t0
@@ -173,7 +206,11 @@ def measure(name, model, batch, size, train_flops, args, peak):
           f"first step {first_s:6.1f} s  {train_flops / 1e9:7.1f} GFLOP/img  "
           f"{achieved / 1e12:7.2f} TFLOP/s  MFU {mfu}  {mem_kind} {mem / 2**30:.2f} GiB  "
           f"loss {loss:.3f}", flush=True)
-    return achieved
+    return ips, achieved
+
+
+def _mode(eliminate):
+    return "[eliminated]" if eliminate else "[dense]"
 
 
 def main():
@@ -203,6 +240,10 @@ def main():
     p.add_argument("--xla_cost", action="store_true",
                    help="JAX backend on CPU: print XLA's cost-analysis FLOPs of the forward "
                    "beside the count (on GPU XLA misses cuDNN convolutions)")
+    p.add_argument("--eliminate", type=lambda v: {"both": [True, False], "on": [True],
+                                                   "off": [False]}[v], default=[True, False],
+                   help="work elimination (the execution setting): both (default: on, then "
+                   "off, in this process), on or off")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)
@@ -231,9 +272,12 @@ def main():
     t1 = time.perf_counter()
     flops = count_flops(model)
     print(f"{args.model}: T={model.times}, forward {flops['forward_executed'] / 1e9:.1f} "
-          f"GFLOP/img executed, {flops['forward_to_loss'] / 1e9:.1f} reach the loss; "
-          f"training step counted as 3x the latter (imports {t0 - PROCESS_START:.1f} s, model "
-          f"build {t1 - t0:.1f} s, FLOP count {time.perf_counter() - t1:.1f} s)", flush=True)
+          f"GFLOP/img if every node ran at every step, {flops['forward_to_loss'] / 1e9:.1f} "
+          f"reach the loss (dense), of which {flops['forward_image_dependent'] / 1e9:.1f} "
+          f"depend on the image and {flops['forward_once_per_batch'] / 1e9:.1f} run once per "
+          f"batch after work elimination; a training step is counted as 3x the forward "
+          f"(imports {t0 - PROCESS_START:.1f} s, model build {t1 - t0:.1f} s, FLOP count "
+          f"{time.perf_counter() - t1:.1f} s)", flush=True)
     if args.xla_cost:
         xla = xla_cost_flops(model)
         print(f"XLA cost analysis of the forward: {xla / 1e9:.2f} GFLOP/img = "
@@ -241,18 +285,36 @@ def main():
               "adds elementwise ops and leaves out taps on SAME padding)", flush=True)
     ours = None
     for batch in args.batch:  # the first batch size is the one the baselines are compared with
-        achieved = measure(args.model, model, batch, args.image_size, flops["train_step"],
-                           args, peak)
-        ours = ours or achieved
+        rates = {}
+        for eliminate in args.eliminate:
+            with execution.settings(eliminate=eliminate):
+                executed = count_flops(model, batch)["train_step_eliminated"] if eliminate \
+                    else flops["train_step"]
+                rates[eliminate] = measure(f"{args.model} {_mode(eliminate)}", model, batch,
+                                           args.image_size, executed, args, peak)
+            if rates[eliminate] is not None:
+                ours = ours or rates[eliminate][1]
+        if len(rates) == 2 and None not in rates.values():
+            print(f"work elimination at batch {batch}: {rates[True][0] / rates[False][0]:.2f}x "
+                  f"the images/s of the dense step ({rates[True][0]:.1f} vs "
+                  f"{rates[False][0]:.1f}); executed training FLOPs "
+                  f"{count_flops(model, batch)['train_step_eliminated'] / flops['train_step']:.3f}"
+                  " x dense", flush=True)
     if args.compile_only:
         return
     if args.baseline:
         base = tpu_convrnn.build_model(args.baseline, image_size=args.image_size, dtype=dtype,
                                        **extra)
-        base_achieved = measure(args.baseline, base, args.baseline_batch or 4 * args.batch[0],
-                                args.image_size, count_flops(base)["train_step"], args, peak)
+        base_batch = args.baseline_batch or 4 * args.batch[0]
+        with execution.settings(eliminate=args.eliminate[0]):
+            base_flops = count_flops(base, base_batch)
+            base_achieved = measure(f"{args.baseline} {_mode(args.eliminate[0])}", base,
+                                    base_batch, args.image_size,
+                                    base_flops["train_step_eliminated" if args.eliminate[0]
+                                               else "train_step"], args, peak)[1]
         print(f"recurrence_overhead = {base_achieved / ours:.2f} "
-              f"(baseline achieved FLOP/s / {args.model} achieved FLOP/s)")
+              f"(baseline achieved FLOP/s / {args.model} achieved FLOP/s, both "
+              f"{_mode(args.eliminate[0])})")
     if args.resnet50_batch:
         keras.config.set_dtype_policy(dtype)
         r50 = keras.applications.ResNet50(weights=None, input_shape=(args.image_size,) * 2 + (3,),
@@ -261,7 +323,7 @@ def main():
         f = 3 * count_call_flops(r50, np.zeros((1, args.image_size, args.image_size, 3),
                                                "float32"))
         r50_achieved = measure("ResNet50", ScaledInput(r50), args.resnet50_batch, args.image_size,
-                               f, args, peak)
+                               f, args, peak)[1]
         print(f"MFU ratio {args.model} / ResNet50 = {ours / r50_achieved:.2f}")
 
 
@@ -273,8 +335,15 @@ class ScaledInput(keras.Model):
         self.inner = inner
         self.built = True  # the inner application is built already
 
+    # What the library's training step reads of a model: one time step, 1000 classes.
+    times, num_classes = 1, 1000
+
     def call(self, x, training=False):
         return self.inner(keras.ops.cast(x, "float32") / 255.0, training=training)
+
+    def unroll(self, images, record=(), training=False):
+        return {"window_logits": keras.ops.cast(self(images, training=training),
+                                                "float32")[:, None]}
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ def _conv(f, k=3, act=None, name="pre_0"):
     return {"op": "conv", "filters": f, "kernel_size": k, "activation": act, "name": name}
 
 
-def small_graph(times=5, image_off=3, readout=None, feedback=True):
+def small_graph(times=5, image_off=3, readout=None, feedback=True, extra_edges=()):
     nodes = [
         {"name": "conv1", "pre": [_conv(4, act="elu")], "post": ["maxpool"]},            # 4x4x4
         {"name": "conv2", "pre": [_conv(6)],
@@ -23,6 +23,7 @@ def small_graph(times=5, image_off=3, readout=None, feedback=True):
     edges = [["conv1", "conv2"], ["conv2", "conv3"], ["conv3", "readout"]]
     if feedback:
         edges += [["conv3", "conv2"], ["conv3", "conv1"]]
+    edges += [list(e) for e in extra_edges]
     return ConvRNN(nodes, edges, times=times, image_off=image_off, readout=readout,
                    image_size=S, name="small")
 

@@ -23,6 +23,7 @@ def test_train_step_benchmark_runs():
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "images/s" in proc.stdout and "recurrence_overhead =" in proc.stdout
+    assert "work elimination at batch 2:" in proc.stdout
 
 
 @needs_jax

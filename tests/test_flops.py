@@ -28,6 +28,27 @@ def test_counts_and_loss_reaching_work(memory, reaching_conv_steps):
     assert f["train_step"] == 3 * f["forward_to_loss"]
 
 
+def test_counts_after_work_elimination():
+    """conv1 (no memory) -> conv2 (time decay) -> out, the image at every step, T = 4: the
+    readout at t = 3 reads conv2 at t = 2, which reads its own steps 0, 1 and conv1 at t = 0, 1.
+    conv1 sees the same frame at both: run once. conv2 at t = 0 reads zeros and its zero state:
+    the same for every image, run once per batch."""
+    c1 = 2 * 8 * 8 * (3 * 3 * 3) * 4
+    c2 = 2 * 8 * 8 * (3 * 3 * 4) * 5
+    fc = 2 * 5 * 7
+    nodes = [{"name": "conv1", "pre": [{"op": "conv", "filters": 4, "kernel_size": 3}]},
+             {"name": "conv2", "pre": [{"op": "conv", "filters": 5, "kernel_size": 3}],
+              "memory": {"kind": "time_decay"}},
+             {"name": "out", "pre": ["gap", {"op": "fc", "units": 7}]}]
+    model = ConvRNN(nodes, [["conv1", "conv2"], ["conv2", "out"]], times=4, image_size=8)
+    f = count_flops(model, batch=4)
+    assert f["forward_to_loss"] == 2 * c1 + 3 * c2 + fc
+    assert f["forward_image_dependent"] == c1 + 2 * c2 + fc
+    assert f["forward_once_per_batch"] == c2
+    assert f["forward_eliminated"] == c1 + 2 * c2 + fc + c2 / 4
+    assert f["train_step_eliminated"] == 3 * f["forward_eliminated"]
+
+
 @pytest.mark.parametrize("method", ["native", "rows", "shifts"])
 def test_separable_and_depthwise_counted(method):
     """The same hand count however the depthwise convs run (``shifts`` has no conv op)."""

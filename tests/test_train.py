@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 from small_graphs import S, small_graph
 
-from tpu_convrnn.train import TrainConfig, Trainer, TrainingDiverged, cross_entropy
+from tpu_convrnn.objective import cross_entropy
+from tpu_convrnn.train import TrainConfig, Trainer, TrainingDiverged
 
 RUNS = os.path.join(os.path.dirname(__file__), "train_runs.py")
 
@@ -188,6 +189,19 @@ def test_cross_entropy_with_label_smoothing_matches_numpy():
     logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
     np.testing.assert_allclose(cross_entropy(y, z, 7, 0.1).numpy(), -(q * logp).sum(1),
                                rtol=1e-5)
+
+
+def test_gradient_clipping_by_value_and_by_global_norm():
+    from tpu_convrnn.objective import clip
+    rng = np.random.default_rng(1)
+    grads = [rng.normal(0, 3, (4, 3)).astype(np.float32), rng.normal(0, 3, 5).astype(np.float32)]
+    norm = np.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in grads))
+    for got, g in zip(clip(grads, clip_norm=norm / 4), grads):  # scaled by a quarter
+        np.testing.assert_allclose(np.asarray(got), g / 4, rtol=1e-5)
+    for got, g in zip(clip(grads, clip_norm=2 * norm), grads):  # under the norm: unchanged
+        np.testing.assert_allclose(np.asarray(got), g, rtol=1e-6)
+    for got, g in zip(clip(grads, clip_value=1.5), grads):
+        np.testing.assert_array_equal(np.asarray(got), np.clip(g, -1.5, 1.5))
 
 
 def test_config_errors_name_the_binding():

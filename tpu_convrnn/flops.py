@@ -5,11 +5,12 @@ conv ``2 * H_out * W_out * k_h * k_w * C_in * C_out``, depthwise ``2 * H * W * k
 separable = depthwise + pointwise, matmul ``2 * M * K * N``. Elementwise work (activations,
 gates, pools, the harbor's resize) is not counted, as usual for MFU.
 
-Over the unroll every node runs at every step, but only part of that work can reach the
+Over the unroll every node could run at every step, but only part of that work can reach the
 readout window ``[start, T)``: node ``n`` at step ``t`` feeds its targets at ``t + 1`` and, if it
-has a cell, itself at ``t + 1``. ``count_flops`` walks this time-unrolled graph backwards from
-the readout steps and reports both the executed and the loss-reaching forward FLOPs; a training
-step is taken as 3x the loss-reaching forward FLOPs (XLA prunes the rest).
+has a cell, itself at ``t + 1``. ``count_flops`` counts the node-steps of the unroll's plan
+(``tpu_convrnn.unroll_plan``, which walks this time-unrolled graph back from the readout steps)
+densely and after work elimination, beside the count of every node at every step; a training
+step is taken as 3x the forward FLOPs.
 """
 from __future__ import annotations
 
@@ -100,37 +101,39 @@ def node_flops(model) -> dict:
 
 
 def reaching_steps(model) -> dict:
-    """{node: set of steps t whose output can reach the readout window}."""
-    start, stop = model.window
-    targets = {n: [] for n in model.node_names}
-    for n in model.node_names:
-        for src in [model.ff_source[n]] + list(model.other_sources[n]):
-            if src is not None:
-                targets[src].append(n)
+    """{node: set of steps t whose output can reach the readout window}: the node-steps of the
+    dense unroll's plan (``tpu_convrnn.unroll_plan``, which computes only those)."""
     reach = {n: set() for n in model.node_names}
-    reach[model.readout_name] = set(range(start, stop))
-    for t in range(stop - 2, -1, -1):
-        for n in model.node_names:
-            nxt = list(targets[n])
-            if model.graph_nodes[n].cell is not None:
-                nxt.append(n)
-            if any(t + 1 in reach[m] for m in nxt):
-                reach[n].add(t)
+    for s in model.plan(eliminate=False).computed():
+        reach[s.node].add(s.t)
     return reach
 
 
-def count_flops(model) -> dict:
+def count_flops(model, batch: int | None = None) -> dict:
     """Per-image FLOPs: ``forward_executed`` (every node at every step, the readout in its
     window), ``forward_to_loss`` (only work that can reach the readout window),
-    ``train_step`` (3 x forward_to_loss), and ``per_node_step``."""
+    ``train_step`` (3 x forward_to_loss), and ``per_node_step``.
+
+    After work elimination (the execution setting ``eliminate``) the loss-reaching node-steps
+    that run are split into ``forward_image_dependent`` (per image) and
+    ``forward_once_per_batch`` (batch-invariant node-steps, run once per batch); with ``batch``
+    also ``forward_eliminated`` = image-dependent + once-per-batch / batch per image and
+    ``train_step_eliminated`` (3x that)."""
     per = node_flops(model)
-    reach = reaching_steps(model)
     start, stop = model.window
     executed = sum(per[n] * (stop - start if n == model.readout_name else model.times)
                    for n in model.node_names)
-    reaching = sum(per[n] * len(reach[n]) for n in model.node_names)
-    return {"forward_executed": executed, "forward_to_loss": reaching,
-            "train_step": 3 * reaching, "per_node_step": per}
+    reaching = sum(per[s.node] for s in model.plan(eliminate=False).computed())
+    shared = model.plan(eliminate=True).computed()
+    out = {"forward_executed": executed, "forward_to_loss": reaching,
+           "train_step": 3 * reaching, "per_node_step": per,
+           "forward_image_dependent": sum(per[s.node] for s in shared if s.varies),
+           "forward_once_per_batch": sum(per[s.node] for s in shared if not s.varies)}
+    if batch:
+        out["forward_eliminated"] = out["forward_image_dependent"] + \
+            out["forward_once_per_batch"] / batch
+        out["train_step_eliminated"] = 3 * out["forward_eliminated"]
+    return out
 
 
 def count_call_flops(fn, *args) -> int:

@@ -26,12 +26,20 @@ import copy
 import keras
 from keras import ops
 
+from tpu_convrnn import execution, unroll_plan
 from tpu_convrnn.node import Node
 from tpu_convrnn.readouts import Readout
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BLANK_VALUE = 0.5
+
+
+def _broadcast(value, batch):
+    """A batch-1 tensor (or tuple of them) repeated to ``batch`` rows."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_broadcast(v, batch) for v in value)
+    return ops.broadcast_to(value, (batch,) + tuple(value.shape[1:]))
 
 
 def _edge_pairs(edges):
@@ -212,8 +220,9 @@ class ConvRNN(keras.Model):
         self.built = True
 
     # ------------------------------------------------------------------ running
-    def present(self, images):
-        """Normalised frame and blank: ([N,H,W,3], [N,H,W,3]) in the compute dtype."""
+    def present(self, images, blank_batch=None):
+        """Normalised frame and blank: ([N,H,W,3], [N,H,W,3]) in the compute dtype; the blank
+        has ``blank_batch`` rows if given (it is the same for every image)."""
         x = ops.convert_to_tensor(images)
         if "int" in keras.backend.standardize_dtype(x.dtype):
             x = ops.cast(x, "float32") / 255.0
@@ -222,41 +231,89 @@ class ConvRNN(keras.Model):
             x = (x - ops.convert_to_tensor(IMAGENET_MEAN, "float32")) / \
                 ops.convert_to_tensor(IMAGENET_STD, "float32")
         x = ops.cast(x, self.compute_dtype)
-        return x, ops.full_like(x, BLANK_VALUE)
+        if blank_batch is None:
+            return x, ops.full_like(x, BLANK_VALUE)
+        return x, ops.full((blank_batch,) + tuple(x.shape[1:]), BLANK_VALUE, self.compute_dtype)
 
     def unroll(self, images, record=(), training=False):
         """Runs all ``times`` steps. Returns a dict: ``"window_logits"`` [N, W, classes] over the
         decision window, and for every name in ``record`` (node names, or ``"logits"`` for the
-        readout node) the list of its T per-step outputs."""
+        readout node) the list of its T per-step outputs.
+
+        Which node-steps run, and at which batch, is planned first (``tpu_convrnn.unroll_plan``;
+        with the execution setting ``eliminate``, on by default, work that is the same for every
+        image or repeats an earlier step is done once; the values are the same either way)."""
         record = list(record)
-        frame, blank = self.present(images)
+        for r in record:
+            if r != "logits" and r not in self.graph_nodes:
+                raise ValueError(f"record: {r!r} is not a node of the graph (nodes: "
+                                 f"{', '.join(self.node_names)}, or 'logits')")
+        plan = self.plan(record, training)
+        frame, blank_row = self.present(images, blank_batch=1)
         batch = ops.shape(frame)[0]
-        need_all_readout = "logits" in record or self.readout_name in record or \
-            bool(self.successors[self.readout_name])
-        prev = {n: ops.zeros((batch,) + tuple(self.output_shapes[n][1:]), self.compute_dtype)
-                for n in self.node_names}
-        state = {n: self.graph_nodes[n].get_initial_state(batch) for n in self.node_names}
+        values, full_batch = {}, {}
+
+        def value(key, full):
+            if key not in values:
+                values[key] = self._initial_value(key, frame, blank_row, batch,
+                                                  plan.varies[key])
+            v = values[key]
+            if not full or plan.varies[key]:
+                return v
+            if key not in full_batch:
+                full_batch[key] = _broadcast(v, batch)
+            return full_batch[key]
+
         recorded = {r: [] for r in record}
         window_logits = []
         for t in range(self.times):
-            shown = frame if self.image_off is None or t < self.image_off else blank
-            new = {}
-            for n in self.node_names:
-                if n == self.readout_name and not need_all_readout and \
-                        not self.window[0] <= t < self.window[1]:
-                    continue  # the readout feeds nothing: outside the window it is unused
-                x = shown if self.ff_source[n] is None else prev[self.ff_source[n]]
-                others = [prev[s] for s in self.other_sources[n]]
-                new[n], state[n] = self._step(n, x, others, state[n], training)
+            for s in plan.steps[t]:
+                x = value(s.x, s.varies)
+                others = [value(k, s.varies) for k in s.others]
+                state = value(s.state, s.varies) if s.state is not None else ()
+                values[s.out], new_state = self._step(s.node, x, others, state, training)
+                if s.new_state is not None:
+                    values[s.new_state] = new_state
             for r in record:
                 name = self.readout_name if r == "logits" else r
-                recorded[r].append(new[name])
+                recorded[r].append(value(plan.outputs[t][name], True))
             if self.window[0] <= t < self.window[1]:
-                window_logits.append(new[self.readout_name])
-            prev.update(new)
+                window_logits.append(value(plan.outputs[t][self.readout_name], True))
+            for k in plan.release[t]:
+                values.pop(k, None)
+                full_batch.pop(k, None)
         out = {"window_logits": ops.cast(ops.stack(window_logits, axis=1), "float32")}
         out.update(recorded)
         return out
+
+    def plan(self, record=(), training=False, eliminate=None):
+        """The unroll's plan (``tpu_convrnn.unroll_plan.Plan``) for recorded layers ``record``;
+        ``eliminate`` defaults to the execution setting."""
+        if eliminate is None:
+            eliminate = execution.current().eliminate
+        wanted = [(self.readout_name, t) for t in range(*self.window)]
+        for r in record:
+            name = self.readout_name if r == "logits" else r
+            wanted += [(name, t) for t in range(self.times)]
+        stateful = {n for n in self.node_names if self.graph_nodes[n].cell is not None}
+        stochastic = {n for n in self.node_names
+                      if training and self.graph_nodes[n].stochastic}
+        return unroll_plan.make_plan(self.node_names, self.ff_source, self.other_sources,
+                                     stateful, self.times, self.image_off, wanted,
+                                     eliminate=eliminate, stochastic=stochastic)
+
+    def _initial_value(self, key, frame, blank_row, batch, full):
+        """The frame, the blank, a zero stand-in or a zero initial state, at the full batch
+        (``full``) or as one row."""
+        if key == unroll_plan.FRAME:
+            return frame
+        if key == unroll_plan.BLANK:
+            return _broadcast(blank_row, batch) if full else blank_row
+        n = key[1]
+        rows = batch if full else 1
+        if key == unroll_plan.zeros_key(n):
+            return ops.zeros((rows,) + tuple(self.output_shapes[n][1:]), self.compute_dtype)
+        return self.graph_nodes[n].get_initial_state(rows)
 
     def _step(self, name, x, others, state, training):
         node = self.graph_nodes[name]

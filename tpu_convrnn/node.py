@@ -218,6 +218,12 @@ class Node(keras.layers.Layer):
     def compute_output_shape(self, x_shape, others_shape=None):
         return (x_shape[0],) + self.output_shape_[1:]
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether any of its layers draws random numbers (e.g. dropout) in training: such a
+        node-step differs per example and between steps, so the unroll never shares it."""
+        return any(getattr(layer, "_seed_generators", None) for layer in self._flatten_layers())
+
     # ------------------------------------------------------------------ running
     def get_initial_state(self, batch_size):
         return () if self.cell is None else self.cell.get_initial_state(batch_size)

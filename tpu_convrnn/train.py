@@ -3,13 +3,11 @@
     trainer = Trainer(lambda: build_model("rgc_intermediate"), TrainConfig(), strategy, model_dir)
     trainer.train(lambda seed: data.train_fn(224, cfg.global_batch, seed))
 
-Per step, on every replica: the model runs all T steps; the loss is the softmax cross-entropy
-(with optional label smoothing) of the logits at the loss steps (default: the readout's last
-step, as the original trained), averaged over those steps, summed over the replica's examples
-and divided by the *global* batch, plus the model's own L2 terms (the parameters the original
-regularises, with its TF1 1/2 factor) divided by the number of replicas. Gradients are summed
-across replicas, optionally clipped (by value, or by global norm), then applied by SGD with
-(Nesterov) momentum under a warmup + cosine/step schedule scaled by the global batch.
+Per step, on every replica: the model runs all T steps and the loss of
+``tpu_convrnn.objective`` (cross-entropy at the loss steps over the global batch, plus the
+model's L2 terms); gradients are summed across replicas, optionally clipped (by value, or by
+global norm), then applied by SGD with (Nesterov) momentum under a warmup + cosine/step
+schedule scaled by the global batch.
 
 State and faults:
 
@@ -36,7 +34,7 @@ import time
 import keras
 import tensorflow as tf
 
-from tpu_convrnn import distribute
+from tpu_convrnn import distribute, objective
 from tpu_convrnn.checkpoints import CHECKPOINT_SUBDIR, TrainingCheckpoints
 from tpu_convrnn.schedules import WarmupDecay, scaled_learning_rate
 
@@ -87,14 +85,6 @@ def check_loss_steps(steps, times: int):
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf."""
-
-
-def cross_entropy(labels, logits, num_classes: int, smoothing: float = 0.0):
-    """Per-example softmax cross-entropy in float32; ``labels`` int [N], ``logits`` [N, C]."""
-    onehot = tf.one_hot(labels, num_classes, dtype=tf.float32)
-    if smoothing:
-        onehot = onehot * (1.0 - smoothing) + smoothing / num_classes
-    return tf.nn.softmax_cross_entropy_with_logits(onehot, tf.cast(logits, tf.float32))
 
 
 class Trainer:
@@ -190,37 +180,28 @@ class Trainer:
             os.close(read_fd)
 
     # ------------------------------------------------------------------ one step
-    def _loss_logits(self, images):
-        """[N, S, C] float32 logits at the loss steps."""
-        steps = self.cfg.loss_steps
-        if steps is None:
-            return self.model.unroll(images, training=True)["window_logits"][:, -1:]
-        per_step = self.model.unroll(images, record=["logits"], training=True)["logits"]
-        return tf.cast(tf.stack([per_step[s] for s in steps], axis=1), tf.float32)
-
     def _step_fn(self, batch):
         images, labels = batch
-        n_replicas = self.strategy.num_replicas_in_sync
+        cfg, n_replicas = self.cfg, self.strategy.num_replicas_in_sync
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            logits = self._loss_logits(images)
-            ce = tf.reduce_mean(tf.stack([
-                cross_entropy(labels, logits[:, i], self.model.num_classes,
-                              self.cfg.label_smoothing) for i in range(logits.shape[1])]), 0)
-            loss = tf.reduce_sum(ce) / self.cfg.global_batch
-            reg = tf.add_n([tf.cast(r, tf.float32) for r in self.model.losses]) \
-                if self.model.losses else 0.0
-            total = loss + reg / n_replicas
+            total = objective.replica_loss(self.model, images, labels, cfg.global_batch,
+                                           n_replicas, cfg.loss_steps, cfg.label_smoothing)
         grads = tape.gradient(total, variables)
         grads = tf.distribute.get_replica_context().all_reduce("SUM", grads)
-        if self.cfg.clip_value is not None:
-            grads = [tf.clip_by_value(g, -self.cfg.clip_value, self.cfg.clip_value)
-                     for g in grads]
-        elif self.cfg.clip_norm is not None:
-            grads, _ = tf.clip_by_global_norm(grads, self.cfg.clip_norm)
+        grads = objective.clip(grads, cfg.clip_value, cfg.clip_norm)
         # The optimizer sums gradients over replicas again; hand it each replica's share.
         self.optimizer.apply_gradients([(g / n_replicas, v) for g, v in zip(grads, variables)])
         return total
+
+    def step_function(self, jit_compile: bool = False):
+        """``step((images, labels)) -> loss``: one training step exactly as the loop runs it
+        (loss, L2 terms, clipping, update), as a ``tf.function`` (for benchmarks)."""
+        @tf.function(jit_compile=jit_compile)
+        def step(batch):
+            return self.strategy.reduce("SUM", self.strategy.run(self._step_fn, (batch,)),
+                                        axis=None)
+        return step
 
     def _make_loop(self):
         strategy, opt = self.strategy, self.optimizer
