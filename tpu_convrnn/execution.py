@@ -42,7 +42,8 @@ def _checked(base: Settings, changes: dict) -> Settings:
             raise ValueError(f"execution setting {key!r}: unknown (settings: "
                              f"{', '.join(names)})")
         if not isinstance(value, bool):
-            raise ValueError(f"execution setting {key} = {value!r}: expected True or False")
+            raise ValueError(f"{key} = {value!r}: expected True or False (an execution "
+                             "setting)")
     return dataclasses.replace(base, **changes)
 
 

@@ -9,11 +9,14 @@ Configurable names:
   ``model.depthwise``, ``model.fuse_convs``);
 * ``train``: ``tpu_convrnn.train.TrainConfig`` (batch, schedule, optimizer, loss, checkpoints);
 * ``data``: ``tpu_convrnn.data.sources.DataConfig`` (source, file patterns, classes);
+* ``execution``: ``execution.eliminate`` (``tpu_convrnn.execution``: how the model is computed,
+  not what; applied as the process default when the model is built);
 * ``space``, ``study``: ``tpu_convrnn.search.config.SearchSpace`` / ``StudyConfig`` (what an
   architecture search explores and how it runs; ``gin/search/``).
 """
 import gin
 
+from tpu_convrnn import execution as execution_lib
 from tpu_convrnn import models
 from tpu_convrnn.data.sources import DataConfig
 from tpu_convrnn.search.config import SearchSpace, StudyConfig
@@ -26,8 +29,15 @@ space = gin.external_configurable(SearchSpace, "space")
 study = gin.external_configurable(StudyConfig, "study")
 
 
+@gin.configurable("execution")
+def execution(eliminate: bool = True):
+    """Makes the gin execution settings the process default (returns them)."""
+    return execution_lib.set_default(eliminate=eliminate)
+
+
 def configured_model():
-    """The model the parsed gin config describes."""
+    """The model the parsed gin config describes; its execution settings are applied first."""
+    execution()
     return model()
 
 
