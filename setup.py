@@ -30,8 +30,6 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        # Old TPU *Node* architecture only; TPU VMs (the supported path) do not need it.
-        "tpu-node": ["cloud-tpu-client>=0.10"],
         "neural": ["xarray", "scikit-learn", "h5netcdf", "matplotlib"],
         # The architecture search: Optuna (TPE, ASHA, heartbeats), SQLAlchemy storage, and
         # psycopg for PostgreSQL (many workers); SQLite needs nothing more.

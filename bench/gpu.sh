@@ -9,12 +9,14 @@
 # full (default):
 # 1. bench/depthwise.py: the depthwise methods native, rows, shifts; the faster of native and
 #    rows is used below.
-# 2. bench/train_step.py: rgc_intermediate at 224 px, batch 32, bf16, with its feedforward
-#    scaffold and ResNet-50 in the same process, filling a persistent compilation cache.
-# 3. The same model in a second process reusing that cache (compile + first step).
-# 4. In the background from the start: the compiled step's memory with and without remat
-#    (compile only, autotuning off so that it does not run on the GPU).
-# 5. Larger batches while the budget lasts.
+# 2. bench/train_step.py: rgc_intermediate at 224 px, batch 32, bf16, with work elimination
+#    on and off, its feedforward scaffold and ResNet-50 in the same process, filling a
+#    persistent compilation cache.
+# 3. The same model (elimination on) in a second process reusing that cache (compile + first
+#    step).
+# 4. In the background from the start: the compiled step's memory with and without remat,
+#    elimination on and off (compile only, autotuning off so that it does not run on the GPU).
+# 5. Larger batches (elimination on) while the budget lasts.
 # probe: where the first step's time goes and what batch size does, in one short run:
 # 1. T=4 instead of 17 with XLA's autotuning (first-step time against the number of steps);
 # 2. T=17 with autotuning off (XLA_FLAGS=--xla_gpu_autotune_level=0) at batch 32 and 128, with
@@ -93,12 +95,13 @@ done) >"$out/memory.txt" 2>&1 &
 step 300 train_step.txt --batch=32 --depthwise="$best" --compile_cache=$cache \
     --resnet50_batch=128 --baseline_batch=128
 echo "--- second process, same cache ($(left) s left)"
-step 120 cached.txt --batch=32 --depthwise="$best" --compile_cache=$cache --baseline=
+step 120 cached.txt --batch=32 --depthwise="$best" --compile_cache=$cache --baseline= \
+    --eliminate=on
 for batch in 64 128; do
     if [ "$(left)" -lt 150 ]; then break; fi
     echo "--- batch $batch ($(left) s left)"
     step $(($(left) - 20)) batches.txt --batch=$batch --depthwise="$best" \
-        --compile_cache=$cache --baseline=
+        --compile_cache=$cache --baseline= --eliminate=on
 done
 wait
 echo "--- memory (compile only, autotuning off)"

@@ -202,7 +202,7 @@ def measure(name, model, batch, size, train_flops, args, peak):
     achieved = ips * train_flops
     mem, mem_kind = peak_memory()
     mfu = f"{100 * achieved / peak:.1f}%" if peak else "n/a (peak unknown)"
-    print(f"{name:28s} batch {batch:4d}  {ips:9.1f} images/s  compile {compile_s:6.1f} s  "
+    print(f"{name:28s} batch {batch:4d}  {ips:9.2f} images/s  compile {compile_s:6.1f} s  "
           f"first step {first_s:6.1f} s  {train_flops / 1e9:7.1f} GFLOP/img  "
           f"{achieved / 1e12:7.2f} TFLOP/s  MFU {mfu}  {mem_kind} {mem / 2**30:.2f} GiB  "
           f"loss {loss:.3f}", flush=True)
@@ -266,9 +266,10 @@ def main():
           f"{'fused' if args.fuse_convs else 'separate'} convs per cell tensor", flush=True)
     extra = {"times": args.times} if args.times else {}
     t0 = time.perf_counter()
+    execution.set_default(remat=args.remat, depthwise=args.depthwise,
+                          fuse_convs=args.fuse_convs)
     model = tpu_convrnn.build_model(args.model, image_size=args.image_size, dtype=dtype,
-                                    remat=args.remat, depthwise=args.depthwise,
-                                    fuse_convs=args.fuse_convs, **extra)
+                                    **extra)
     t1 = time.perf_counter()
     flops = count_flops(model)
     print(f"{args.model}: T={model.times}, forward {flops['forward_executed'] / 1e9:.1f} "
@@ -296,8 +297,8 @@ def main():
                 ours = ours or rates[eliminate][1]
         if len(rates) == 2 and None not in rates.values():
             print(f"work elimination at batch {batch}: {rates[True][0] / rates[False][0]:.2f}x "
-                  f"the images/s of the dense step ({rates[True][0]:.1f} vs "
-                  f"{rates[False][0]:.1f}); executed training FLOPs "
+                  f"the images/s of the dense step ({rates[True][0]:.2f} vs "
+                  f"{rates[False][0]:.2f}); executed training FLOPs "
                   f"{count_flops(model, batch)['train_step_eliminated'] / flops['train_step']:.3f}"
                   " x dense", flush=True)
     if args.compile_only:

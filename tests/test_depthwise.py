@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from jax_subprocess import needs_jax, run_under_jax
-from tpu_convrnn import depthwise
+from tpu_convrnn import depthwise, execution
 from tpu_convrnn.cells.reciprocal import ReciprocalGatedCell
 
 # (input shape, kernel size): odd, even and rectangular kernels, maps smaller than the kernel
@@ -52,7 +52,7 @@ def test_bad_method_and_unsupported_layer_are_named():
 def test_separable_layer_equals_keras_layer(method):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 10, 10, 6)).astype("float32")
-    ours = depthwise.SeparableConv2D(5, 7, padding="same", depthwise_method=method, name="sep")
+    ours = depthwise.SeparableConv2D(5, 7, padding="same", name="sep")
     ref = keras.layers.SeparableConv2D(5, 7, padding="same", name="sep")
     ours.build(x.shape)
     ref.build(x.shape)
@@ -61,9 +61,11 @@ def test_separable_layer_equals_keras_layer(method):
         value = rng.normal(size=a.shape).astype("float32")
         a.assign(value)
         b.assign(value)
-    np.testing.assert_allclose(ours(x), ref(x), rtol=1e-5, atol=1e-5)
-    clone = depthwise.SeparableConv2D.from_config(ours.get_config())
-    assert clone.depthwise_method == method
+    with execution.settings(depthwise=method):
+        np.testing.assert_allclose(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+    assert "depthwise_method" not in ours.get_config()
+    # a config saved when the method was a layer argument still loads
+    depthwise.SeparableConv2D.from_config({**ours.get_config(), "depthwise_method": method})
 
 
 def test_cell_gradients_do_not_depend_on_the_method():
@@ -78,9 +80,9 @@ def test_cell_gradients_do_not_depend_on_the_method():
         keras.utils.set_random_seed(0)
         cell = ReciprocalGatedCell(out_depth=8, cell_depth=4, tau_filter_size=5,
                                    gate_filter_size=3, tau_depth_separable=True,
-                                   gate_depth_separable=True, depthwise_method=method)
+                                   gate_depth_separable=True)
         cell.build(u.shape)
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, execution.settings(depthwise=method):
             h, (c, _) = cell(u, (c0, h0))
             loss = tf.reduce_sum(h * h) + tf.reduce_sum(c)
         grads[method] = [g.numpy() for g in tape.gradient(loss, cell.trainable_variables)]
@@ -93,7 +95,7 @@ def test_cell_gradients_do_not_depend_on_the_method():
 JAX_SCRIPT = r"""
 import numpy as np, jax, keras
 from keras import ops
-from tpu_convrnn import depthwise
+from tpu_convrnn import depthwise, execution
 assert depthwise.resolve_method("auto") == "rows"  # JAX on CPU
 rng = np.random.default_rng(0)
 x = rng.normal(size=(2, 9, 7, 6)).astype("float32")
@@ -123,17 +125,21 @@ def test_same_gradients_under_jax():
     assert "OK" in run_under_jax(JAX_SCRIPT)
 
 
-def test_model_option_reaches_every_separable_conv():
+def test_the_setting_reaches_every_separable_conv(monkeypatch):
     import tpu_convrnn
-    from tpu_convrnn.graph import ConvRNN
     model = tpu_convrnn.build_model("rgc_intermediate", image_size=32, times=12, width=0.25,
-                                    num_classes=10, depthwise="rows")
+                                    num_classes=10)
     seps = [layer for layer in model._flatten_layers()
             if isinstance(layer, depthwise.SeparableConv2D)]
     assert len(seps) == 7 * 4  # conv4-conv10: four depth-separable tau/gate convs per cell
-    assert {layer.depthwise_method for layer in seps} == {"rows"}
-    clone = ConvRNN.from_config(model.get_config())
-    assert clone.depthwise == "rows"
-    with pytest.raises(ValueError, match="depthwise method 'fastest'"):
-        tpu_convrnn.build_model("rgc_intermediate", image_size=32, times=12, width=0.25,
-                                depthwise="fastest")
+    used = []
+    run = depthwise.depthwise_conv_same
+    monkeypatch.setattr(depthwise, "depthwise_conv_same",
+                        lambda x, k, method: used.append(method) or run(x, k, method))
+    x = np.zeros((1, 32, 32, 3), "float32")
+    with execution.settings(depthwise="rows"):
+        model(x)
+    assert len(used) >= len(seps) and set(used) == {"rows"}
+    assert "depthwise" not in str(model.get_config())
+    with pytest.raises(ValueError, match="depthwise = 'fastest': expected one of auto, native"):
+        execution.set_default(depthwise="fastest")

@@ -23,14 +23,14 @@ def _cases():
         "neural_presentation": lambda: tpu_convrnn.build_model(
             "ugrnn_shallow", presentation="neural", readout={"kind": "w_time_avg"},
             **small),
-        "remat": lambda: tpu_convrnn.build_model("lstm_shallow", remat=True, **small),
+        "remat": lambda: tpu_convrnn.build_model("lstm_shallow", **small),  # with remat on
     }
 
 
-def _run(model, images, labels, eliminate):
+def _run(model, images, labels, eliminate, **settings):
     """Logits, every node's output at every step, the loss and its gradients."""
     record = list(model.node_names)
-    with execution.settings(eliminate=eliminate):
+    with execution.settings(eliminate=eliminate, **settings):
         with tf.GradientTape() as tape:
             out = model.unroll(images, record=record, training=True)
             logits = model.decode(out["window_logits"])
@@ -55,8 +55,9 @@ def test_same_logits_features_loss_and_gradients(case):
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 1, (3, model.image_size, model.image_size, 3)).astype("float32")
     labels = rng.integers(0, model.num_classes, 3)
-    got = _run(model, images, labels, True)
-    want = _run(model, images, labels, False)
+    settings = {"remat": True} if case == "remat" else {}
+    got = _run(model, images, labels, True, **settings)
+    want = _run(model, images, labels, False, **settings)
     tol = 1e-5
     _close(got[0], want[0], "logits", tol)
     for n in model.node_names:
@@ -143,9 +144,29 @@ def test_stateless_layers_are_computed_once_per_distinct_input():
     assert [v for t, v in steps4 if t < 3] == [False] * 3 and all(v for t, v in steps4 if t >= 3)
 
 
-def test_the_setting_is_not_part_of_the_model():
-    model = small_graph()
-    assert "eliminate" not in model.get_config()
+def _keys(config):
+    if isinstance(config, dict):
+        return set(config) | {k for v in config.values() for k in _keys(v)}
+    if isinstance(config, (list, tuple)):
+        return {k for v in config for k in _keys(v)}
+    return set()
+
+
+def test_settings_are_not_part_of_the_model(tmp_path):
+    model = tpu_convrnn.build_model("rgc_shallow", width=0.125, image_size=16,
+                                    grow_image_size=True)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    import json
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        saved = json.loads(z.read("config.json"))
+    names = {"eliminate", "remat", "depthwise", "depthwise_method", "fuse_convs"}
+    assert not names & _keys(saved), names & _keys(saved)
+    # a config saved when they were model arguments still loads, to the same model
+    old = {**model.get_config(), "remat": True, "depthwise": "rows", "fuse_convs": True}
+    again = type(model).from_config(old)
+    assert again.count_params() == model.count_params()
     with pytest.raises(ValueError, match="execution setting 'eliminat': unknown"):
         with execution.settings(eliminat=False):
             pass

@@ -4,6 +4,7 @@ import pytest
 from jax_subprocess import needs_jax, run_under_jax
 
 import tpu_convrnn
+from tpu_convrnn import execution
 from tpu_convrnn.flops import count_flops, reaching_steps
 from tpu_convrnn.graph import ConvRNN
 
@@ -56,7 +57,7 @@ def test_separable_and_depthwise_counted(method):
     model = ConvRNN([{"name": "c", "pre": [{"op": "conv", "filters": 4, "kernel_size": 1}],
                       "memory": cell},
                      {"name": "out", "pre": ["gap", {"op": "fc", "units": 3}]}],
-                    [["c", "out"]], times=2, image_size=4, depthwise=method)
+                    [["c", "out"]], times=2, image_size=4)
     hw = 16
     pre = 2 * hw * 3 * 4
     in_cell = 2 * hw * (2 * 2 * 4) * 2            # 2x2 conv 4 -> 2
@@ -64,7 +65,8 @@ def test_separable_and_depthwise_counted(method):
     proj = 2 * hw * 3 * 4                         # residual projection 3 -> 4
     ds = (lambda c_in, c_out: 2 * hw * 49 * c_in + 2 * hw * c_in * c_out)
     cell_flops = in_cell + in_out + proj + ds(2, 2) + ds(4, 2) + ds(4, 4) + ds(2, 4)
-    assert count_flops(model)["per_node_step"]["c"] == pre + cell_flops
+    with execution.settings(depthwise=method):
+        assert count_flops(model)["per_node_step"]["c"] == pre + cell_flops
 
 
 def test_rgc_intermediate_feedback_reaches_through_time():
@@ -115,8 +117,10 @@ def test_flop_count_agrees_with_xla_cost_analysis_for_valid_convolutions():
 
 def test_count_is_the_same_with_fused_cell_convolutions():
     """Model FLOPs come from each layer's own kernel, not from the fused (zero-padded) one."""
-    counts = [count_flops(tpu_convrnn.build_model("rgc_intermediate", image_size=32, times=12,
-                                                  width=0.25, fuse_convs=fuse))
-              for fuse in (True, False)]
+    model = tpu_convrnn.build_model("rgc_intermediate", image_size=32, times=12, width=0.25)
+    counts = []
+    for fuse in (True, False):
+        with execution.settings(fuse_convs=fuse):
+            counts.append(count_flops(model))
     assert counts[0]["forward_executed"] == counts[1]["forward_executed"]
     assert counts[0]["per_node_step"] == counts[1]["per_node_step"]

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from jax_subprocess import needs_jax, run_under_jax
 
-from tpu_convrnn import depthwise
+from tpu_convrnn import depthwise, execution
 from tpu_convrnn.cells.reciprocal import MedianReciprocalGatedCell
 from tpu_convrnn.shared_input import apply_shared
 
@@ -79,9 +79,9 @@ def test_median_cell_step_is_the_same_with_and_without_fusion():
     results = {}
     for fuse in (True, False):
         keras.utils.set_random_seed(0)
-        cell = MedianReciprocalGatedCell(16, fuse_convs=fuse)
+        cell = MedianReciprocalGatedCell(16)
         cell.build(u.shape, inputs_shape=x.shape, feedback_shape=fb.shape)
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, execution.settings(fuse_convs=fuse):
             h, (c, _) = cell(u, state, inputs=x, feedback=fb)
             loss = tf.reduce_sum(h * h) + tf.reduce_sum(c * c)
         results[fuse] = [h.numpy(), c.numpy()] + \
@@ -93,10 +93,12 @@ def test_median_cell_step_is_the_same_with_and_without_fusion():
 
 COUNT_SCRIPT = r"""
 import re, jax, numpy as np
+from tpu_convrnn import execution
 from tpu_convrnn.cells.reciprocal import MedianReciprocalGatedCell
 counts = {}
 for fuse in (True, False):
-    cell = MedianReciprocalGatedCell(16, fuse_convs=fuse, depthwise_method="native")
+    execution.set_default(fuse_convs=fuse, depthwise="native")
+    cell = MedianReciprocalGatedCell(16)
     cell.build((2, 7, 7, 16), inputs_shape=(2, 7, 7, 8))
     tv = [v.value for v in cell.trainable_variables]
     args = [np.ones((2, 7, 7, d), "float32") for d in (16, 64, 16, 8)]

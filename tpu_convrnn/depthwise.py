@@ -36,9 +36,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from tpu_convrnn import execution
 from tpu_convrnn.ops import same_padding
 
-METHODS = ("native", "taps", "rows", "shifts")
+METHODS = execution.DEPTHWISE_METHODS[1:]
 
 
 def _pads(shape, kernel_shape):
@@ -135,11 +136,14 @@ def depthwise_conv_same(x, kernel, method: str = "taps"):
     return conv(x, ops.cast(kernel, kernel.dtype))
 
 
-def resolve_method(method: str) -> str:
-    """``"auto"``: ``"rows"`` under Keras' JAX backend on CPU, where XLA rewrites the native
+def resolve_method(method: str | None = None) -> str:
+    """The method to run: ``method``, by default the execution setting ``depthwise``.
+    ``"auto"``: ``"rows"`` under Keras' JAX backend on CPU, where XLA rewrites the native
     kernel gradient into the dense convolution; ``"native"`` elsewhere (XLA on GPU keeps it a
     cuDNN depthwise convolution, the fastest of native, taps and rows on an H100:
     bench/RESULTS.md; ``"shifts"`` is not measured on a GPU yet)."""
+    if method is None:
+        method = execution.current().depthwise
     if method == "auto":
         if keras.backend.backend() == "jax":
             import jax
@@ -155,12 +159,12 @@ def resolve_method(method: str) -> str:
 @keras.saving.register_keras_serializable(package="tpu_convrnn")
 class SeparableConv2D(keras.layers.SeparableConv2D):
     """``keras.layers.SeparableConv2D`` (same weights, names and values; stride 1, SAME,
-    multiplier 1) whose depthwise part is ``depthwise_conv_same(..., depthwise_method)``."""
+    multiplier 1) whose depthwise part is ``depthwise_conv_same`` with the method of the
+    execution setting ``depthwise``, read when the layer is called."""
 
-    def __init__(self, *args, depthwise_method: str = "auto", **kwargs):
+    def __init__(self, *args, **kwargs):
+        execution.drop_legacy_keys(kwargs)
         super().__init__(*args, **kwargs)
-        resolve_method(depthwise_method)  # validates
-        self.depthwise_method = depthwise_method
         if self.padding != "same" or tuple(self.strides) != (1, 1) or \
                 self.depth_multiplier != 1 or tuple(self.dilation_rate) != (1, 1) or \
                 self.data_format != "channels_last":
@@ -171,12 +175,9 @@ class SeparableConv2D(keras.layers.SeparableConv2D):
                 f"{self.dilation_rate}, data_format {self.data_format!r}")
 
     def call(self, inputs):
-        y = depthwise_conv_same(inputs, self.depthwise_kernel,
-                                resolve_method(self.depthwise_method))
+        y = depthwise_conv_same(inputs, self.depthwise_kernel, resolve_method())
         y = ops.conv(y, self.pointwise_kernel, strides=1, padding="valid")
         if self.use_bias:
             y = ops.add(y, self.bias)
         return self.activation(y) if self.activation is not None else y
 
-    def get_config(self):
-        return {**super().get_config(), "depthwise_method": self.depthwise_method}

@@ -15,6 +15,12 @@ Settings:
 * ``eliminate`` (default True): exact work elimination in the unroll
   (``tpu_convrnn.unroll_plan``): a node-step that is the same for every image runs once, at
   batch 1, and one that repeats an earlier node-step is not run again.
+* ``depthwise`` (default ``"auto"``): how depthwise convolutions and their gradients are
+  computed (``tpu_convrnn.depthwise``: native, taps, rows, shifts; auto picks per backend).
+* ``fuse_convs`` (default False): a cell's convolutions of one tensor run as one
+  (``tpu_convrnn.shared_input``).
+* ``remat`` (default False): each node-step is recomputed in the backward pass instead of
+  keeping its intermediates (less memory, more compute; TensorFlow and JAX backends).
 
 The settings are process-wide (not per thread): MirroredStrategy traces each replica's step in a
 thread of its own, and every replica must see the settings of the caller.
@@ -25,14 +31,32 @@ import contextlib
 import dataclasses
 
 
+DEPTHWISE_METHODS = ("auto", "native", "taps", "rows", "shifts")
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """The execution settings in effect (see the module docstring)."""
     eliminate: bool = True
+    depthwise: str = "auto"
+    fuse_convs: bool = False
+    remat: bool = False
 
 
 _default = Settings()
 _stack: list[Settings] = []
+
+
+#: Model and layer arguments of earlier versions that are execution settings now.
+LEGACY_KEYS = ("depthwise", "depthwise_method", "fuse_convs", "remat")
+
+
+def drop_legacy_keys(kwargs: dict) -> dict:
+    """Removes ``LEGACY_KEYS`` from a layer's constructor arguments (configs saved by earlier
+    versions hold them; they never changed a value)."""
+    for key in LEGACY_KEYS:
+        kwargs.pop(key, None)
+    return kwargs
 
 
 def _checked(base: Settings, changes: dict) -> Settings:
@@ -41,7 +65,11 @@ def _checked(base: Settings, changes: dict) -> Settings:
         if key not in names:
             raise ValueError(f"execution setting {key!r}: unknown (settings: "
                              f"{', '.join(names)})")
-        if not isinstance(value, bool):
+        if key == "depthwise":
+            if value not in DEPTHWISE_METHODS:
+                raise ValueError(f"depthwise = {value!r}: expected one of "
+                                 f"{', '.join(DEPTHWISE_METHODS)} (an execution setting)")
+        elif not isinstance(value, bool):
             raise ValueError(f"{key} = {value!r}: expected True or False (an execution "
                              "setting)")
     return dataclasses.replace(base, **changes)

@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 
 from tpu_convrnn import distribute, model_dir as model_dir_lib
+from tpu_convrnn.data import pipeline
 from tpu_convrnn.data.sources import DataConfig
 from tpu_convrnn.evaluate import (Interrupted, evaluate, make_eval_step, read_metrics,
                                   record_metrics)
@@ -75,10 +76,14 @@ def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cf
                     if result["metrics"] is None or result["metrics"]["step"] != trainer.step:
                         result["metrics"] = evaluation.run(trainer.step)
                     return result
-                train_fn = data.train_input(model.image_size, cfg.global_batch)
+                stats = pipeline.InputStats() if data.skip_bad else None
+                train_fn = data.train_input(model.image_size, cfg.global_batch, stats)
                 while trainer.step < cfg.train_steps:
                     with _named_input_errors(data, "train"):
                         status = trainer.train(train_fn, steps=trainer.next_save_step())
+                    if stats is not None and stats.skipped:
+                        log(f"data.skip_bad: {stats.skipped:,} bad training records skipped "
+                            f"so far ({stats.read:,} read since this run started)")
                     if status == "preempted":
                         result["status"] = "preempted"
                         break

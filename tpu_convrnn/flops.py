@@ -21,8 +21,7 @@ import numpy as np
 from keras import ops
 from keras.src import ops as src_ops
 
-from tpu_convrnn import depthwise as depthwise_lib
-from tpu_convrnn import shared_input
+from tpu_convrnn import execution
 
 
 @contextlib.contextmanager
@@ -61,14 +60,10 @@ def _counting(counter):
     # Model FLOPs come from each layer's own kernel, whatever runs it: every depthwise conv is
     # counted as the native op ("shifts" has no conv op), and a cell's convs of one tensor one by
     # one (shared_input fuses them into one conv with zero-padded kernels).
-    same, shared = depthwise_lib.depthwise_conv_same, shared_input.apply_shared
-    depthwise_lib.depthwise_conv_same = lambda x, kernel, method="native": same(x, kernel,
-                                                                                "native")
-    shared_input.apply_shared = lambda x, layers: [layer(x) for layer in layers]
     try:
-        yield
+        with execution.settings(depthwise="native", fuse_convs=False):
+            yield
     finally:
-        depthwise_lib.depthwise_conv_same, shared_input.apply_shared = same, shared
         for module in (src_ops, ops):
             for k, fn in originals.items():
                 setattr(module, k, fn)

@@ -5,12 +5,12 @@ Configurable names:
 * ``model``: ``tpu_convrnn.models.build_model`` (``model.base``, ``model.cells``,
   ``model.depths``, ``model.add_edges``, ``model.remove_edges``, ``model.presentation``,
   ``model.times``, ``model.image_off``, ``model.readout``, ``model.image_size``,
-  ``model.width``, ``model.num_classes``, ``model.dtype``, ``model.remat``,
-  ``model.depthwise``, ``model.fuse_convs``);
+  ``model.width``, ``model.num_classes``, ``model.dtype``);
 * ``train``: ``tpu_convrnn.train.TrainConfig`` (batch, schedule, optimizer, loss, checkpoints);
 * ``data``: ``tpu_convrnn.data.sources.DataConfig`` (source, file patterns, classes);
-* ``execution``: ``execution.eliminate`` (``tpu_convrnn.execution``: how the model is computed,
-  not what; applied as the process default when the model is built);
+* ``execution``: ``execution.eliminate``, ``execution.remat``, ``execution.depthwise``,
+  ``execution.fuse_convs`` (``tpu_convrnn.execution``: how the model is computed, not what;
+  applied as the process default when the model is built);
 * ``space``, ``study``: ``tpu_convrnn.search.config.SearchSpace`` / ``StudyConfig`` (what an
   architecture search explores and how it runs; ``gin/search/``).
 """
@@ -30,9 +30,11 @@ study = gin.external_configurable(StudyConfig, "study")
 
 
 @gin.configurable("execution")
-def execution(eliminate: bool = True):
+def execution(eliminate: bool = True, remat: bool = False, depthwise: str = "auto",
+              fuse_convs: bool = False):
     """Makes the gin execution settings the process default (returns them)."""
-    return execution_lib.set_default(eliminate=eliminate)
+    return execution_lib.set_default(eliminate=eliminate, remat=remat, depthwise=depthwise,
+                                     fuse_convs=fuse_convs)
 
 
 def configured_model():

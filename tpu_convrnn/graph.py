@@ -131,9 +131,8 @@ class ConvRNN(keras.Model):
     """A ConvRNN unrolled for a fixed number of steps ``times`` (static Python loop)."""
 
     def __init__(self, nodes, edges, times, image_off=None, readout=None, readout_node=None,
-                 image_size=224, window=None, normalize=True, remat=False, depthwise="auto",
-                 fuse_convs=False, **kwargs):
-        super().__init__(**kwargs)
+                 image_size=224, window=None, normalize=True, **kwargs):
+        super().__init__(**execution.drop_legacy_keys(kwargs))
         # Plain copies are kept for building: once assigned to the model, Keras wraps them in
         # tracked containers that reference the model, and deep-copying those (as Node does
         # with its memory config) would copy every layer built so far.
@@ -147,9 +146,6 @@ class ConvRNN(keras.Model):
         self.readout_config = readout
         self.image_size = int(image_size)
         self.normalize = bool(normalize)
-        self.remat = bool(remat)
-        self.depthwise = depthwise
-        self.fuse_convs = bool(fuse_convs)
         if self.times < 1:
             raise ValueError(f"times = {times}: expected a positive number of steps")
         if self.image_off is not None and not 1 <= self.image_off <= self.times:
@@ -175,8 +171,7 @@ class ConvRNN(keras.Model):
             kw = {k: v for k, v in spec.items() if k != "name"}
             try:
                 self.graph_nodes[spec["name"]] = Node(name=spec["name"], dtype=self.dtype_policy,
-                                                      depthwise=depthwise,
-                                                      fuse_convs=self.fuse_convs, **kw)
+                                                      **kw)
             except TypeError as e:
                 raise ValueError(f"node {spec['name']!r}: {e}") from e
         self.readout = Readout(name="readout", dtype=self.dtype_policy, **readout)
@@ -317,7 +312,7 @@ class ConvRNN(keras.Model):
 
     def _step(self, name, x, others, state, training):
         node = self.graph_nodes[name]
-        if self.remat and keras.backend.backend() in ("jax", "tensorflow"):
+        if execution.current().remat and keras.backend.backend() in ("jax", "tensorflow"):
             return keras.remat(lambda a, b, c: node(a, b, c, training=training))(x, others, state)
         return node(x, others, state, training=training)
 
@@ -335,7 +330,6 @@ class ConvRNN(keras.Model):
         return {"name": self.name, "nodes": self.nodes_config, "edges": self.edges_config,
                 "times": self.times, "image_off": self.image_off, "readout": self.readout_config,
                 "readout_node": self.readout_name, "image_size": self.image_size,
-                "window": self.window, "normalize": self.normalize, "remat": self.remat,
-                "depthwise": self.depthwise, "fuse_convs": self.fuse_convs,
+                "window": self.window, "normalize": self.normalize,
                 "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
 

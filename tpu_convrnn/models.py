@@ -13,23 +13,20 @@ from tpu_convrnn.graph import ConvRNN, feedforward_shapes
 
 def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edges=(),
                 remove_edges=(), presentation: str = "default", times=None, image_off=None,
-                readout=None, image_size: int = 224, dtype=None, remat: bool = False,
+                readout=None, image_size: int = 224, dtype=None,
                 width: float = 1.0, num_classes: int | None = None,
-                grow_image_size: bool = False, depthwise: str = "auto",
-                fuse_convs: bool = False, name: str | None = None) -> ConvRNN:
+                grow_image_size: bool = False, name: str | None = None) -> ConvRNN:
     """A ConvRNN from a released graph (``base``) plus overrides.
 
     ``cells``, ``depths``, ``add_edges``, ``remove_edges``, ``presentation``, ``times``,
     ``image_off``, ``readout``, ``width`` and ``num_classes`` are described in
     ``zoo.graph_config``. ``image_size`` is the input resolution (224 for the released models),
-    ``dtype`` a Keras dtype policy such as ``"mixed_bfloat16"``, ``remat`` recomputes each
-    node's step in the backward pass. ``grow_image_size``: if the graph cannot take
+    ``dtype`` a Keras dtype policy such as ``"mixed_bfloat16"``. ``grow_image_size``: if the graph cannot take
     ``image_size`` (e.g. the shallow readout's 2x2 valid conv needs a 2x2 map), use the smallest
-    larger multiple of 8 that it can (for small-image CPU runs of any model). ``depthwise``:
-    how the depthwise convolutions and their gradients are computed (``tpu_convrnn.depthwise``;
-    the values are the same, only the speed differs). ``fuse_convs``: run a cell's convs of
-    one tensor as one convolution (``tpu_convrnn.shared_input``; same values, a quarter fewer
-    convolutions in rgc_intermediate's step; off by default until its speed is measured on GPU).
+    larger multiple of 8 that it can (for small-image CPU runs of any model). How the model is
+    computed (remat, depthwise kernels, fused convolutions, work elimination) is not an
+    argument: see
+    ``tpu_convrnn.execution``.
     """
     cfg = zoo.graph_config(base, cells=cells, depths=depths, add_edges=add_edges,
                            remove_edges=remove_edges, presentation=presentation, times=times,
@@ -37,8 +34,7 @@ def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edg
                            num_classes=num_classes)
     if grow_image_size:
         image_size = smallest_image_size(cfg, image_size)
-    return ConvRNN(**cfg, image_size=image_size, dtype=dtype, remat=remat, depthwise=depthwise,
-                   fuse_convs=fuse_convs, name=name or base)
+    return ConvRNN(**cfg, image_size=image_size, dtype=dtype, name=name or base)
 
 
 def smallest_image_size(cfg: dict, start: int, step: int = 8, limit: int = 1024) -> int:

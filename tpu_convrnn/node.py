@@ -30,6 +30,7 @@ import keras
 from keras import ops
 
 from tpu_convrnn import cells as cells_lib
+from tpu_convrnn import execution
 from tpu_convrnn import ops as cr_ops
 
 _POINTWISE = ("elu", "relu", "sigmoid", "tanh", "identity")
@@ -78,11 +79,9 @@ def _op_output_shape(op, shape, where):
 class Node(keras.layers.Layer):
     """A graph node; ``call(x, others, state) -> (output, new_state)`` computes one time step."""
 
-    def __init__(self, pre=(), memory=None, post=(), depthwise="auto", fuse_convs=False,
-                 **kwargs):
+    def __init__(self, pre=(), memory=None, post=(), **kwargs):
+        execution.drop_legacy_keys(kwargs)
         super().__init__(**kwargs)
-        self.depthwise = depthwise
-        self.fuse_convs = bool(fuse_convs)
         self.pre_config = [_normalize_op(o, f"node '{self.name}' pre") for o in pre]
         self.post_config = [_normalize_op(o, f"node '{self.name}' post") for o in post]
         self.memory_config = copy.deepcopy(memory)
@@ -94,8 +93,6 @@ class Node(keras.layers.Layer):
             cfg = dict(memory)
             kind = cfg.pop("kind")
             cfg.setdefault("name", "cell")
-            cfg.setdefault("depthwise_method", depthwise)
-            cfg.setdefault("fuse_convs", self.fuse_convs)
             try:
                 self.cell = cells_lib.make_cell(kind, dtype=self.dtype_policy, **cfg)
             except (TypeError, ValueError) as e:
@@ -251,5 +248,4 @@ class Node(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "pre": self.pre_config, "memory": self.memory_config,
-                "post": self.post_config, "depthwise": self.depthwise,
-                "fuse_convs": self.fuse_convs}
+                "post": self.post_config}

@@ -9,7 +9,8 @@ each has a fixed cost per launch and per first execution. ``apply_shared(x, laye
 * full convolutions (``keras.layers.Conv2D``) as one convolution whose kernel stacks theirs along
   the output channels, smaller kernels zero-padded to the largest size where TF's SAME padding
   puts them (a 2x2 kernel sits at rows/columns 1-2 of a 3x3: SAME pads a 2x2 at the end only);
-* depth-separable ones (``tpu_convrnn.depthwise.SeparableConv2D`` with the native depthwise op)
+* depth-separable ones (``tpu_convrnn.depthwise.SeparableConv2D``, when the execution setting
+  ``depthwise`` resolves to the native op)
   as one depthwise convolution with channel multiplier ``len(layers)`` (kernels embedded the
   same way), then each layer's own pointwise kernel and bias.
 
@@ -79,7 +80,7 @@ def apply_shared(x, layers):
     two or more native separable convs, each computed as one convolution."""
     full = [layer for layer in layers if _plain(layer, keras.layers.Conv2D)]
     sep = [layer for layer in layers if _plain(layer, depthwise.SeparableConv2D) and
-           depthwise.resolve_method(layer.depthwise_method) == "native"]
+           depthwise.resolve_method() == "native"]
     out = {}
     for group, fn in ((full, _full), (sep, _separable)):
         if len(group) >= 2:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tpu_convrnn import depthwise
+from tpu_convrnn import depthwise, execution
 from tpu_convrnn import ops as cr_ops
 
 
@@ -33,12 +33,9 @@ class ConvCell(keras.layers.Layer):
     accepts_feedback: bool = False
 
     def __init__(self, weight_decay: float = 0.0, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", depthwise_method: str = "auto",
-                 fuse_convs: bool = False, **kwargs):
+                 bias_initializer="zeros", **kwargs):
+        execution.drop_legacy_keys(kwargs)
         super().__init__(**kwargs)
-        self.fuse_convs = bool(fuse_convs)
-        depthwise.resolve_method(depthwise_method)  # validates the name
-        self.depthwise_method = depthwise_method
         self.weight_decay = float(weight_decay or 0.0)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -156,7 +153,7 @@ class ConvCell(keras.layers.Layer):
 
         ``weight_decay``/``bias_decay`` are TF1 ``l2_regularizer`` scales (default: the cell's
         ``weight_decay`` on the kernel, none on the bias). Separable convs compute their
-        depthwise part with ``depthwise.depthwise_conv_same(..., self.depthwise_method)``.
+        depthwise part as the execution setting ``depthwise`` says.
         """
         wd = self.weight_decay if weight_decay is None else weight_decay
         common = dict(padding="same", use_bias=use_bias, name=name, dtype=self.dtype_policy,
@@ -165,8 +162,7 @@ class ConvCell(keras.layers.Layer):
         init = kernel_initializer or self.kernel_initializer
         if separable:
             layer = depthwise.SeparableConv2D(
-                filters, kernel_size, depthwise_method=self.depthwise_method,
-                depthwise_initializer=init, pointwise_initializer=init,
+                filters, kernel_size, depthwise_initializer=init, pointwise_initializer=init,
                 depthwise_regularizer=cr_ops.tf1_l2(wd), pointwise_regularizer=cr_ops.tf1_l2(wd),
                 **common)
         else:
@@ -177,6 +173,5 @@ class ConvCell(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "weight_decay": self.weight_decay,
-                "depthwise_method": self.depthwise_method, "fuse_convs": self.fuse_convs,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer)}

@@ -4,8 +4,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tpu_convrnn import execution, shared_input
 from tpu_convrnn import ops as cr_ops
-from tpu_convrnn import shared_input
 from tpu_convrnn.cells.base import ConvCell
 
 FEEDBACK_ENTRIES = ("input", "cell", "out")
@@ -196,12 +196,13 @@ class ReciprocalGatedCell(ConvCell):
 
     def _convs_of(self, tensors):
         """{conv name: its output} for every conv but the feedback's, grouped by the tensor it
-        reads (``_READS``); with ``fuse_convs`` each group runs as one convolution."""
+        reads (``_READS``); with the execution setting ``fuse_convs`` each group runs as one
+        convolution."""
         out = {}
         for src, names in _READS.items():
             names = [n for n in names if n in self.convs]
             layers = [self.convs[n] for n in names]
-            if self.fuse_convs:
+            if execution.current().fuse_convs:
                 outs = shared_input.apply_shared(tensors[src], layers)
             else:
                 outs = [layer(tensors[src]) for layer in layers]

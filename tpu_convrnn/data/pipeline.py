@@ -49,15 +49,26 @@ class InputConfig:
 
 
 class InputStats:
-    """Counters of records read and images decoded (their difference: skipped records)."""
+    """What a training pipeline with ``skip_bad`` has read and delivered: records are numbered
+    in pipeline order before parsing; ``read`` is one past the number of the last example
+    delivered, ``delivered`` the examples that parsed and decoded, their difference the records
+    skipped. Exact at any moment, because the pipeline keeps its order (deterministic maps)."""
 
     def __init__(self):
-        self.read = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.decoded = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.last = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        self.count = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    @property
+    def read(self) -> int:
+        return int(self.last.numpy()) + 1
+
+    @property
+    def delivered(self) -> int:
+        return int(self.count.numpy())
 
     @property
     def skipped(self) -> int:
-        return int(self.read.numpy() - self.decoded.numpy())
+        return self.read - self.delivered
 
 
 # ------------------------------------------------------------------------------ image ops
@@ -153,27 +164,26 @@ def train_dataset(cfg: InputConfig, global_batch: int, input_context=None,
         ds = ds.shard(n_hosts, host)
     ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed + 1, reshuffle_each_iteration=True)
     seeds = tf.data.Dataset.random(seed=cfg.seed + 2).batch(2)
-    ds = tf.data.Dataset.zip((ds, seeds))
+    ds = tf.data.Dataset.zip((ds, seeds)).enumerate()
 
-    def parse(record_and_file, seed):
-        record, filename = record_and_file
-        if stats is not None:
-            stats.read.assign_add(1)
+    def parse(index, record_file_seed):
+        (record, filename), seed = record_file_seed
         jpeg, label, _ = records.parse_example(record, filename, cfg.num_classes,
                                                cfg.label_offset)
-        return train_image(jpeg, cfg.image_size, seed, cfg.augment), label
+        return train_image(jpeg, cfg.image_size, seed, cfg.augment), label, index
 
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cfg.skip_bad:
         ds = ds.ignore_errors(log_warning=True)
-    if stats is not None:
-        ds = ds.map(lambda i, lab: _count(stats, i, lab))
+    ds = ds.map(lambda image, label, index: _count(stats, image, label, index))
     ds = ds.batch(_per_replica_batch(global_batch, input_context), drop_remainder=True)
     return ds.prefetch(PREFETCH_BATCHES)
 
 
-def _count(stats, image, label):
-    stats.decoded.assign_add(1)
+def _count(stats, image, label, index):
+    if stats is not None:
+        stats.last.assign(index)
+        stats.count.assign_add(1)
     return image, label
 
 

@@ -88,9 +88,10 @@ class DataConfig:
         files = records.list_files(getattr(self, f"{what}_pattern"))
         return records.explain(error, files, self.num_classes, self.label_offset)
 
-    def train_input(self, image_size: int, global_batch: int):
-        """``seed -> (input_context -> dataset)`` for ``Trainer.train``."""
-        return lambda seed: self.train_fn(image_size, global_batch, seed)
+    def train_input(self, image_size: int, global_batch: int, stats=None):
+        """``seed -> (input_context -> dataset)`` for ``Trainer.train``; ``stats``: a
+        ``pipeline.InputStats`` that counts skipped records (with ``skip_bad``)."""
+        return lambda seed: self.train_fn(image_size, global_batch, seed, stats)
 
     def input_config(self, pattern: str | None, image_size: int, seed: int,
                      what: str) -> pipeline.InputConfig:
@@ -101,13 +102,13 @@ class DataConfig:
             label_offset=self.label_offset, shuffle_buffer=self.shuffle_buffer, seed=seed,
             cycle_length=self.cycle_length, skip_bad=self.skip_bad, augment=self.augment)
 
-    def train_fn(self, image_size: int, global_batch: int, seed: int):
+    def train_fn(self, image_size: int, global_batch: int, seed: int, stats=None):
         """``input_context -> dataset`` of endless (uint8 images, int32 labels) batches."""
         if self.source == "fake":
             return lambda ctx: pipeline.fake_dataset(image_size, self.num_classes,
                                                      global_batch, ctx, seed)
         cfg = self.input_config(self.train_pattern, image_size, seed, "train")
-        return lambda ctx: pipeline.train_dataset(cfg, global_batch, ctx)
+        return lambda ctx: pipeline.train_dataset(cfg, global_batch, ctx, stats)
 
     def eval_fn(self, image_size: int, global_batch: int):
         """``input_context -> dataset`` of masked eval batches: every example once across

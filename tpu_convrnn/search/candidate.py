@@ -16,7 +16,7 @@ from tpu_convrnn.gin_files import REPO_ROOT
 from tpu_convrnn.search.config import plain
 
 # Keys of a cell's config that say how it is computed or named, not what it computes.
-_NOT_MATH = ("name", "dtype", "trainable", "depthwise_method", "fuse_convs")
+_NOT_MATH = ("name", "dtype", "trainable")
 
 
 class Rejected(ValueError):

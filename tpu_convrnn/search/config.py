@@ -173,8 +173,7 @@ class SearchSpace:
 
 def _cell_arguments(cls) -> set:
     from tpu_convrnn.cells import cell_arguments
-    return cell_arguments(cls) - {"name", "dtype", "trainable", "depthwise_method",
-                                  "fuse_convs"}
+    return cell_arguments(cls) - {"name", "dtype", "trainable"}
 
 
 @dataclasses.dataclass
