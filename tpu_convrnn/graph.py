@@ -165,7 +165,6 @@ class ConvRNN(keras.Model):
             raise ValueError(f"times = {self.times}: the image reaches the readout node "
                              f"{self.readout_name!r} at t = {arrival} (one step per edge), so "
                              f"times must be at least {arrival + 1}")
-        self.successors = {n: [d for s, d in pairs if s == n] for n in names}
         self.graph_nodes = {}
         for spec in nodes:
             kw = {k: v for k, v in spec.items() if k != "name"}
