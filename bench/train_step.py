@@ -209,6 +209,12 @@ def measure(name, model, batch, size, train_flops, args, peak):
     return ips, achieved
 
 
+def _executed(counts, eliminate):
+    """Training FLOPs per image that run, with or without elimination (``count_flops(model,
+    batch)``)."""
+    return counts["train_step_eliminated" if eliminate else "train_step"]
+
+
 def _mode(eliminate):
     return "[eliminated]" if eliminate else "[dense]"
 
@@ -286,21 +292,21 @@ def main():
               "adds elementwise ops and leaves out taps on SAME padding)", flush=True)
     ours = None
     for batch in args.batch:  # the first batch size is the one the baselines are compared with
+        counts = count_flops(model, batch)
         rates = {}
         for eliminate in args.eliminate:
             with execution.settings(eliminate=eliminate):
-                executed = count_flops(model, batch)["train_step_eliminated"] if eliminate \
-                    else flops["train_step"]
                 rates[eliminate] = measure(f"{args.model} {_mode(eliminate)}", model, batch,
-                                           args.image_size, executed, args, peak)
+                                           args.image_size, _executed(counts, eliminate), args,
+                                           peak)
             if rates[eliminate] is not None:
                 ours = ours or rates[eliminate][1]
         if len(rates) == 2 and None not in rates.values():
             print(f"work elimination at batch {batch}: {rates[True][0] / rates[False][0]:.2f}x "
                   f"the images/s of the dense step ({rates[True][0]:.2f} vs "
                   f"{rates[False][0]:.2f}); executed training FLOPs "
-                  f"{count_flops(model, batch)['train_step_eliminated'] / flops['train_step']:.3f}"
-                  " x dense", flush=True)
+                  f"{_executed(counts, True) / _executed(counts, False):.3f} x dense",
+                  flush=True)
     if args.compile_only:
         return
     if args.baseline:
@@ -308,11 +314,10 @@ def main():
                                        **extra)
         base_batch = args.baseline_batch or 4 * args.batch[0]
         with execution.settings(eliminate=args.eliminate[0]):
-            base_flops = count_flops(base, base_batch)
             base_achieved = measure(f"{args.baseline} {_mode(args.eliminate[0])}", base,
                                     base_batch, args.image_size,
-                                    base_flops["train_step_eliminated" if args.eliminate[0]
-                                               else "train_step"], args, peak)[1]
+                                    _executed(count_flops(base, base_batch), args.eliminate[0]),
+                                    args, peak)[1]
         print(f"recurrence_overhead = {base_achieved / ours:.2f} "
               f"(baseline achieved FLOP/s / {args.model} achieved FLOP/s, both "
               f"{_mode(args.eliminate[0])})")

@@ -214,9 +214,9 @@ class ConvRNN(keras.Model):
         self.built = True
 
     # ------------------------------------------------------------------ running
-    def present(self, images, blank_batch=None):
-        """Normalised frame and blank: ([N,H,W,3], [N,H,W,3]) in the compute dtype; the blank
-        has ``blank_batch`` rows if given (it is the same for every image)."""
+    def present(self, images):
+        """Normalised frame [N,H,W,3] and blank [1,H,W,3] (the same for every image) in the
+        compute dtype."""
         x = ops.convert_to_tensor(images)
         if "int" in keras.backend.standardize_dtype(x.dtype):
             x = ops.cast(x, "float32") / 255.0
@@ -225,9 +225,7 @@ class ConvRNN(keras.Model):
             x = (x - ops.convert_to_tensor(IMAGENET_MEAN, "float32")) / \
                 ops.convert_to_tensor(IMAGENET_STD, "float32")
         x = ops.cast(x, self.compute_dtype)
-        if blank_batch is None:
-            return x, ops.full_like(x, BLANK_VALUE)
-        return x, ops.full((blank_batch,) + tuple(x.shape[1:]), BLANK_VALUE, self.compute_dtype)
+        return x, ops.full((1,) + tuple(x.shape[1:]), BLANK_VALUE, self.compute_dtype)
 
     def unroll(self, images, record=(), training=False):
         """Runs all ``times`` steps. Returns a dict: ``"window_logits"`` [N, W, classes] over the
@@ -243,7 +241,7 @@ class ConvRNN(keras.Model):
                 raise ValueError(f"record: {r!r} is not a node of the graph (nodes: "
                                  f"{', '.join(self.node_names)}, or 'logits')")
         plan = self.plan(record, training)
-        frame, blank_row = self.present(images, blank_batch=1)
+        frame, blank_row = self.present(images)
         batch = ops.shape(frame)[0]
         values, full_batch = {}, {}
 

@@ -21,12 +21,11 @@ def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edg
     ``cells``, ``depths``, ``add_edges``, ``remove_edges``, ``presentation``, ``times``,
     ``image_off``, ``readout``, ``width`` and ``num_classes`` are described in
     ``zoo.graph_config``. ``image_size`` is the input resolution (224 for the released models),
-    ``dtype`` a Keras dtype policy such as ``"mixed_bfloat16"``. ``grow_image_size``: if the graph cannot take
-    ``image_size`` (e.g. the shallow readout's 2x2 valid conv needs a 2x2 map), use the smallest
-    larger multiple of 8 that it can (for small-image CPU runs of any model). How the model is
-    computed (remat, depthwise kernels, fused convolutions, work elimination) is not an
-    argument: see
-    ``tpu_convrnn.execution``.
+    ``dtype`` a Keras dtype policy such as ``"mixed_bfloat16"``. ``grow_image_size``: if the
+    graph cannot take ``image_size`` (e.g. the shallow readout's 2x2 valid conv needs a 2x2
+    map), use the smallest larger multiple of 8 that it can (for small-image CPU runs of any
+    model). How the model is computed (remat, depthwise kernels, fused convolutions, work
+    elimination) is not an argument: see ``tpu_convrnn.execution``.
     """
     cfg = zoo.graph_config(base, cells=cells, depths=depths, add_edges=add_edges,
                            remove_edges=remove_edges, presentation=presentation, times=times,

@@ -96,8 +96,8 @@ def make_plan(names, ff_source, other_sources, stateful, times, image_off, wante
             if what not in made:
                 # Keys stay short (node, first step): nested keys would grow with every step.
                 out, new_state = ("out", n, t), ("state", n, t) if n in stateful else None
-                v = (not eliminate or n in stochastic or
-                     any(varies[k] for k in (x,) + others) or
+                # (without elimination every input varies, so every step does)
+                v = (n in stochastic or any(varies[k] for k in (x,) + others) or
                      (state[n] is not None and varies[state[n]]))
                 varies[out] = v
                 if new_state is not None:
@@ -135,7 +135,7 @@ def make_plan(names, ff_source, other_sources, stateful, times, image_off, wante
             for k in s.inputs:
                 last[k] = t
         for k in outputs[t].values():
-            last[k] = max(last.get(k, t), t)
+            last[k] = t
     release = [[] for _ in range(times)]
     for k, t in last.items():
         release[t].append(k)
