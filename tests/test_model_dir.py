@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tpu_convrnn import model_dir as model_dir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--gin_file=gin/models/rgc_shallow.gin", "--gin_file=gin/local.gin",
@@ -66,6 +67,35 @@ def test_evaluations_cut_off_by_kills_are_redone_at_restart(tmp_path):
     assert metric_steps(d) == [2, 4]
 
 
+def test_a_held_model_dir_is_refused_and_a_killed_holders_dir_is_recovered(tmp_path):
+    d = str(tmp_path / "run")
+    ckpts = os.path.join(d, "checkpoints")
+    first = start(d, "--gin_param=train.train_steps = 400", mode="train")
+    for line in first.stdout:  # holds the lock from before the model is built
+        if line.startswith("step 2: saved"):
+            break
+    holder = json.load(open(os.path.join(d, model_dir_lib.LOCK_FILE)))
+    assert holder["pid"] == first.pid
+    code, second = finish(start(d))
+    assert code != 0
+    last = second.strip().splitlines()[-1]
+    assert last.startswith("error: ModelDirInUse: model dir") and f"pid {first.pid}" in last
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    newest = max(int(n[5:-6]) for n in os.listdir(ckpts) if n.endswith(".index"))
+    # damage left by kills: a lost checkpoint list and a save cut off half-way
+    os.remove(os.path.join(ckpts, "checkpoint"))
+    os.makedirs(os.path.join(ckpts, f"ckpt-{newest + 2}_temp", "part-00000-of-00001"))
+    code, out = finish(start(d, f"--gin_param=train.train_steps = {newest + 2}",
+                             mode="train"))
+    assert code == 0, out[-3000:]
+    assert f"taking over {d}/LOCK from pid {first.pid}" in out
+    assert "checkpoint was missing or unreadable: rebuilt it from" in out
+    assert f"resumed from checkpoint {ckpts}/ckpt-{newest} at step {newest}" in out
+    assert f"ckpt-{newest + 2}_temp (a save cut off by a kill)" in out
+    assert not os.path.exists(os.path.join(d, model_dir_lib.LOCK_FILE))  # released
+
+
 @pytest.mark.parametrize("damage", ["label"])
 def test_a_bad_shard_is_named_before_the_model_is_built(tmp_path, damage):
     from tpu_convrnn.data import embedded, records
@@ -89,4 +119,3 @@ def test_a_bad_shard_is_named_before_the_model_is_built(tmp_path, damage):
     if damage == "label":
         assert "label 99 outside the declared range 1 .. 10" in last
     assert "model rgc_shallow" not in out  # found before the build
-
