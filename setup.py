@@ -19,7 +19,10 @@ setup(
         # 2.19.1 and 2.20 have tensorflow-tpu builds; the code also runs on 2.21.
         "tensorflow>=2.19,<2.22",
         "keras>=3.8,<4",
+        # data.source = 'tfds'; TFDS's dataset builders import importlib_resources, which
+        # it does not declare.
         "tensorflow-datasets>=4.9",
+        "importlib_resources>=5",
         "absl-py>=1.0",
         "gin-config>=0.5",
         "numpy>=1.26",

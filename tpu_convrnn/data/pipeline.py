@@ -151,28 +151,46 @@ def _host_files(files, num_hosts, host):
     return files, num_hosts > 1
 
 
-def train_dataset(cfg: InputConfig, global_batch: int, input_context=None,
-                  stats: InputStats | None = None) -> tf.data.Dataset:
-    """Endless (uint8 images [B, S, S, 3], int32 labels [B]) batches of this host's replicas."""
+def _file_records(cfg: InputConfig, input_context):
+    """This host's endless (record, filename) stream of ``cfg.file_pattern``, files shuffled."""
     files = records.list_files(cfg.file_pattern)
     n_hosts, host = _context_fields(input_context)
     files, shard_records = _host_files(files, n_hosts, host)
     ds = tf.data.Dataset.from_tensor_slices(files)
     ds = ds.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True).repeat()
     ds = records.records_with_filenames(ds, min(cfg.cycle_length, len(files)))
-    if shard_records:
-        ds = ds.shard(n_hosts, host)
+    return ds.shard(n_hosts, host) if shard_records else ds
+
+
+def train_dataset(cfg: InputConfig, global_batch: int, input_context=None,
+                  stats: InputStats | None = None, examples=None) -> tf.data.Dataset:
+    """Endless (uint8 images [B, S, S, 3], int32 labels [B]) batches of this host's replicas.
+
+    ``examples``: None reads the TFRecords of ``cfg.file_pattern``; else a function
+    ``(input_context, seed) -> dataset`` of this host's endless (encoded image, int32 label,
+    key) examples (a TFDS split, ``tfds_source.train_examples``), which then go through the
+    same shuffle, crop, batching and ``skip_bad`` as records do."""
+    if examples is None:
+        ds = _file_records(cfg, input_context)
+
+        def parse(element):
+            record, filename = element
+            return records.parse_example(record, filename, cfg.num_classes, cfg.label_offset)
+    else:
+        ds = examples(input_context, cfg.seed)
+
+        def parse(element):
+            return element
     ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed + 1, reshuffle_each_iteration=True)
     seeds = tf.data.Dataset.random(seed=cfg.seed + 2).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds)).enumerate()
 
-    def parse(index, record_file_seed):
-        (record, filename), seed = record_file_seed
-        jpeg, label, _ = records.parse_example(record, filename, cfg.num_classes,
-                                               cfg.label_offset)
+    def prepare(index, element_seed):
+        element, seed = element_seed
+        jpeg, label, _ = parse(element)
         return train_image(jpeg, cfg.image_size, seed, cfg.augment), label, index
 
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cfg.skip_bad:
         ds = ds.ignore_errors(log_warning=True)
     ds = ds.map(lambda image, label, index: _count(stats, image, label, index))
@@ -187,41 +205,58 @@ def _count(stats, image, label, index):
     return image, label
 
 
-def eval_steps(file_counts, global_batch: int, num_hosts: int = 1) -> int:
-    """Steps that cover every example once when each host reads ``files[host::num_hosts]``
-    (or records ``host::num_hosts`` when there are fewer files than hosts)."""
+def host_counts(file_counts, num_hosts: int = 1) -> list:
+    """Examples each host reads when it takes ``files[host::num_hosts]`` (or records
+    ``host::num_hosts`` when there are fewer files than hosts)."""
     if num_hosts > 1 and len(file_counts) >= num_hosts:
-        per_host = [sum(file_counts[h::num_hosts]) for h in range(num_hosts)]
-    else:
-        total = sum(file_counts)
-        per_host = [len(range(h, total, num_hosts)) for h in range(num_hosts)]
+        return [sum(file_counts[h::num_hosts]) for h in range(num_hosts)]
+    total = sum(file_counts)
+    return [len(range(h, total, num_hosts)) for h in range(num_hosts)]
+
+
+def eval_steps(file_counts, global_batch: int, num_hosts: int = 1, per_host=None) -> int:
+    """Steps that cover every example once: hosts read as ``host_counts`` says, or
+    ``per_host`` examples each when given."""
+    per_host = host_counts(file_counts, num_hosts) if per_host is None else per_host
     host_batch = global_batch // num_hosts
     return max(math.ceil(c / host_batch) for c in per_host) if per_host else 0
 
 
 def eval_dataset(cfg: InputConfig, global_batch: int, input_context=None,
-                 file_counts=None) -> tf.data.Dataset:
+                 file_counts=None, examples=None) -> tf.data.Dataset:
     """Finite batches of dicts ``image`` (uint8), ``label`` (int32), ``mask`` (1 real, 0 pad),
-    ``key`` (string, '' for padding): every example of the files exactly once across hosts, and
-    the same number of batches on every host. ``file_counts``: records per file, if known (else
-    the files are counted)."""
-    all_files = records.list_files(cfg.file_pattern)
-    counts = list(file_counts) if file_counts is not None else records.count_records(all_files)
+    ``key`` (string, '' for padding): every example exactly once across hosts, and the same
+    number of batches on every host. ``file_counts``: records per file, if known (else the
+    files are counted). ``examples``: None reads ``cfg.file_pattern``; else a function
+    ``input_context -> (dataset, per-host counts)`` giving this host's (encoded image, int32
+    label, key) examples and every host's number of them (``tfds_source.eval_examples``)."""
     n_hosts, host = _context_fields(input_context)
-    steps = eval_steps(counts, global_batch, n_hosts)
-    files, shard_records = _host_files(all_files, n_hosts, host)
-    ds = records.records_with_filenames(tf.data.Dataset.from_tensor_slices(files),
-                                        cycle_length=1)
-    if shard_records:
-        ds = ds.shard(n_hosts, host)
+    if examples is None:
+        all_files = records.list_files(cfg.file_pattern)
+        counts = list(file_counts) if file_counts is not None else \
+            records.count_records(all_files)
+        per_host = host_counts(counts, n_hosts)
+        files, shard_records = _host_files(all_files, n_hosts, host)
+        ds = records.records_with_filenames(tf.data.Dataset.from_tensor_slices(files),
+                                            cycle_length=1)
+        if shard_records:
+            ds = ds.shard(n_hosts, host)
 
-    def parse(record, filename):
-        jpeg, label, key = records.parse_example(record, filename, cfg.num_classes,
-                                                 cfg.label_offset)
+        def parse(record, filename):
+            return records.parse_example(record, filename, cfg.num_classes, cfg.label_offset)
+    else:
+        ds, per_host = examples(input_context)
+
+        def parse(jpeg, label, key):
+            return jpeg, label, key
+    steps = eval_steps(None, global_batch, n_hosts, per_host=per_host)
+
+    def prepare(*element):
+        jpeg, label, key = parse(*element)
         return {"image": eval_image(jpeg, cfg.image_size, cfg.augment), "label": label,
                 "mask": tf.constant(1, tf.int32), "key": key}
 
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     s = cfg.image_size
     pad = tf.data.Dataset.from_tensors({
         "image": tf.zeros((s, s, 3), tf.uint8), "label": tf.constant(0, tf.int32),

