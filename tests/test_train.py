@@ -72,6 +72,28 @@ def test_two_workers_train_a_few_steps(tmp_path):
     assert not (tmp_path / "checkpoints" / "tmp_worker1").exists()  # scratch removed
 
 
+def test_sigterm_to_one_worker_stops_all_at_one_saved_step(tmp_path):
+    """A preemption notice reaches one VM: every worker saves the same step and stops (a
+    worker that saved alone would leave the others blocked in their next all-reduce)."""
+    hosts = [f"localhost:{_free_port()}" for _ in range(2)]
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CONFIG=json.dumps(
+            {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}}))
+        procs.append(_script("worker", str(tmp_path), "2000", env=env))
+    for line in procs[1].stdout:
+        if line.startswith("step 4/"):
+            break
+    procs[1].send_signal(signal.SIGTERM)
+    results = [_finish(p, timeout=240) for p in procs]
+    steps = {result["step"] for result, _ in results}
+    assert all(result["status"] == "preempted" for result, _ in results), results
+    assert len(steps) == 1 and 4 <= steps.pop() < 2000
+    assert "SIGTERM on another host: will save and stop with it" in results[0][1]
+    ckpts = tf.train.CheckpointManager(tf.train.Checkpoint(), str(tmp_path / "checkpoints"), 3)
+    assert ckpts.latest_checkpoint.endswith(f"ckpt-{results[0][0]['step']}")
+
+
 def _wait_for_checkpoint(model_dir, name, proc, timeout=120):
     index = os.path.join(model_dir, "checkpoints", "checkpoint")
     t0 = time.monotonic()

@@ -2,7 +2,7 @@
 workers, kills). Prints one JSON line with the results; writes weights to an .npz when asked.
 
     python tests/train_runs.py replicas OUT.npz
-    python tests/train_runs.py worker MODEL_DIR           (TF_CONFIG set by the caller)
+    python tests/train_runs.py worker MODEL_DIR [STEPS]   (TF_CONFIG set by the caller)
     python tests/train_runs.py resume MODEL_DIR STEPS OUT.npz
 """
 import json
@@ -66,12 +66,12 @@ def replicas(out):
                           t.strategy.num_replicas_in_sync} for n, t in results.items()}))
 
 
-def worker(model_dir):
+def worker(model_dir, steps="4"):
     """A few steps under MultiWorkerMirroredStrategy (TF_CONFIG from the environment)."""
     from tpu_convrnn.data.sources import DataConfig
     from tpu_convrnn.experiment import train_and_evaluate
-    cfg = TrainConfig(global_batch=GLOBAL_BATCH, train_steps=4, base_lr=0.1, steps_per_loop=2,
-                      checkpoint_every=2)
+    cfg = TrainConfig(global_batch=GLOBAL_BATCH, train_steps=int(steps), base_lr=0.1,
+                      steps_per_loop=2, checkpoint_every=2 if steps == "4" else 10_000)
     result = train_and_evaluate("train", model_dir, small_graph,
                                 DataConfig(source="fake", num_classes=7), cfg)
     print(json.dumps({"status": result["status"], "step": result["step"]}))

@@ -73,6 +73,31 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
                                             "chief" not in resolver.cluster_spec().as_dict())
 
 
+def num_hosts(strategy: tf.distribute.Strategy) -> int:
+    """Hosts (workers) that run this program: a TPU slice's hosts, or TF_CONFIG's workers."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return int(getattr(strategy.extended, "num_hosts", 1))
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return max(1, sum(len(spec.get(kind, ())) for kind in ("chief", "worker")))
+
+
+def any_host(strategy: tf.distribute.Strategy):
+    """``flag -> bool``: whether ``flag`` is set on any host. With several hosts it is a
+    collective (every host calls it at the same point of the program, e.g. after each loop of
+    steps), so that all of them act on a signal that reached one (a preemption notice comes to
+    each VM at its own moment); on one host it is the flag itself and runs nothing."""
+    if num_hosts(strategy) <= 1:
+        return bool
+
+    @tf.function
+    def total(flag):
+        return strategy.reduce("SUM", strategy.run(tf.identity, (flag,)), axis=None)
+    return lambda flag: bool(total(tf.constant(1.0 if flag else 0.0)) > 0)
+
+
 def _tpu_host_id(strategy) -> int:
     if isinstance(strategy, tf.distribute.TPUStrategy):
         return int(os.environ.get("CLOUD_TPU_TASK_ID", os.environ.get("TPU_WORKER_ID", "0")))

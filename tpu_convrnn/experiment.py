@@ -115,7 +115,7 @@ class Evaluation:
         with Progress(batches, "eval", unit="batches") as bar, \
                 _named_input_errors(self.data, "eval"):
             metrics = evaluate(self.trainer.model, self.trainer.strategy, self.fn, step, bar,
-                               self.step_fn, stop=lambda: self.trainer.preempted)
+                               self.step_fn, stop=self.trainer.stop_requested)
         self.log(f"eval at step {step}: top1 {metrics['top1']:.4f}  top5 {metrics['top5']:.4f}"
                  f"  ({metrics['num_examples']} images); top1 by time step: "
                  + " ".join(f"{a:.2f}" for a in metrics["top1_per_step"]))

@@ -17,7 +17,9 @@ State and faults:
   deterministic shuffle and augmentation from the resume point), not replayed to the exact
   position; the same restart point always gives the same data;
 * SIGTERM (a preemption notice) -> save at the end of the current loop and return "preempted"
-  (the bound on the time to exit is one loop of ``steps_per_loop`` steps plus a save);
+  (the bound on the time to exit is one loop of ``steps_per_loop`` steps plus a save); with
+  several hosts, a signal that reached any of them stops all at the same step (the hosts
+  agree after every loop, ``distribute.any_host``);
 * a NaN/Inf loss -> ``TrainingDiverged`` naming the first bad step; nothing is saved after it,
   so the last good checkpoint stays.
 """
@@ -114,6 +116,7 @@ class Trainer:
         self._loop = None
         self._input = None  # (dataset_fn, step it continues from, iterator)
         self._preempted = False
+        self._any_host = distribute.any_host(strategy)
         self._guarded = False
         self.heartbeat = None  # called after every loop (the model dir lock's refresh)
         self.history = []  # (step, mean loss of the loop that ended there)
@@ -142,6 +145,12 @@ class Trainer:
 
     @property
     def preempted(self) -> bool:
+        return self._preempted
+
+    def stop_requested(self) -> bool:
+        """Whether SIGTERM reached this host or (a collective: all hosts call it together,
+        e.g. before each evaluation batch) any other."""
+        self._agree_on_preemption()
         return self._preempted
 
     @contextlib.contextmanager
@@ -259,6 +268,7 @@ class Trainer:
                     self.history.append((self.step, mean_loss))
                     self._report(mean_loss, n, dt, step0, t_start, max(target,
                                                                        cfg.train_steps))
+                    self._agree_on_preemption()
                     if self.step % self.save_interval == 0 or self.step >= target or \
                             self._preempted:
                         path = self.checkpoints.save(self.step)
@@ -272,6 +282,14 @@ class Trainer:
                 self.writer.flush()
                 self._input = (dataset_fn, self.step, iterator)
         return "done"
+
+    def _agree_on_preemption(self):
+        """After each loop every host learns whether SIGTERM reached any of them, so that all
+        save the same step together (a save is collective) and stop."""
+        if self._any_host(self._preempted) and not self._preempted:
+            self._preempted = True
+            self._sigterm_at = getattr(self, "_sigterm_at", time.monotonic())
+            self.log("SIGTERM on another host: will save and stop with it")
 
     def _on_sigterm(self, signum, frame):
         self._preempted = True
