@@ -9,7 +9,7 @@ import pytest
 
 import tpu_convrnn
 from shared_reference import REFERENCE, make_ckpt_module, vars_table, write_checkpoint
-from tpu_convrnn import convert
+from tpu_convrnn import tf1_checkpoint
 
 PARITY_MODELS = ["rgc_shallow", "lstm_shallow"]
 
@@ -48,8 +48,8 @@ def test_every_checkpoint_variable_maps_to_a_keras_weight():
     for name in tpu_convrnn.RELEASED_MODELS:
         model = tpu_convrnn.build_model(name)
         table = {r["name"]: r["shape"] for r in vars_table(name)}
-        mapped = {convert.tf1_name(model, v): list(v.shape) for v in model.weights}
-        consts = convert._expected_constants(model)
+        mapped = {tf1_checkpoint.tf1_name(model, v): list(v.shape) for v in model.weights}
+        consts = tf1_checkpoint.expected_constants(model)
         assert set(mapped) | set(consts) == set(table), name
         assert all(table[k] == s for k, s in mapped.items()), name
 
@@ -63,7 +63,7 @@ def test_optimizer_slots_and_global_step_are_ignored(tmp_path):
         values["tnn_model/conv3/pre_0/bias/Momentum"] = np.zeros(256, np.float32)
         values["global_step"] = np.zeros((), np.float32)
     model = tpu_convrnn.build_model("rgc_shallow")
-    convert.load_tf1_checkpoint(model, _edited(tmp_path, edit))
+    tf1_checkpoint.load_tf1_checkpoint(model, _edited(tmp_path, edit))
 
 
 @pytest.mark.parametrize("edit,match", [
@@ -79,7 +79,7 @@ def test_optimizer_slots_and_global_step_are_ignored(tmp_path):
 def test_bad_checkpoints_list_what_is_wrong(tmp_path, edit, match):
     model = tpu_convrnn.build_model("rgc_shallow")
     with pytest.raises(ValueError, match=match):
-        convert.load_tf1_checkpoint(model, _edited(tmp_path, edit))
+        tf1_checkpoint.load_tf1_checkpoint(model, _edited(tmp_path, edit))
 
 
 def test_missing_checkpoint_names_the_path(tmp_path):
@@ -108,7 +108,7 @@ def test_a_truncated_checkpoint_is_a_clear_error(tmp_path):
         f.truncate(os.path.getsize(path) // 2)
     model = tpu_convrnn.build_model("rgc_shallow")
     with pytest.raises(ValueError, match=r"cannot read '.*' from TF1 checkpoint .*truncated"):
-        convert.load_tf1_checkpoint(model, prefix)
+        tf1_checkpoint.load_tf1_checkpoint(model, prefix)
 
 
 def test_cli_checks_the_output_and_model_before_reading(tmp_path):

@@ -9,6 +9,7 @@ import os
 
 from tpu_convrnn import zoo
 from tpu_convrnn.graph import ConvRNN, feedforward_shapes
+from tpu_convrnn.tf1_checkpoint import load_tf1_checkpoint
 
 
 def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edges=(),
@@ -69,6 +70,5 @@ def load_into(model: ConvRNN, checkpoint: str) -> ConvRNN:
             raise ValueError(f"checkpoint file {checkpoint!r} does not exist")
         model.load_weights(checkpoint)
     else:
-        from tpu_convrnn.convert import load_tf1_checkpoint
         load_tf1_checkpoint(model, checkpoint)
     return model

@@ -4,12 +4,13 @@
 ``image_off``, ``readout``) of a released model; ``graph_config(...)`` starts from one and applies
 overrides (cells per layer, depths, feedback edges, T, presentation, readout), which is what gin
 files configure. Sublayers carry the original's scope names (``pre_0``, ``post_0``,
-``ConvLSTMCell``, ...) so original checkpoints map onto them (``tpu_convrnn.convert``).
+``ConvLSTMCell``, ...) so original checkpoints map onto them (``tpu_convrnn.tf1_checkpoint``).
 """
 from __future__ import annotations
 
 import copy
 
+from tpu_convrnn.cells import CELLS, LSTM_SHALLOW
 from tpu_convrnn.node import VARIANCE_SCALING
 
 WD = 1e-4
@@ -30,15 +31,8 @@ def _chain(names):
 
 
 # ---------------------------------------------------------------------------------- cells
-CELL_SCOPES = {"reciprocal_gated": "ReciprocalGateCell",
-               "median_reciprocal_gated": "ReciprocalGateCell", "lstm": "ConvLSTMCell",
-               "gru": "ConvGRUCell", "ugrnn": "ConvUGRNNCell",
-               "intersection_rnn": "ConvIntersectionRNNCell", "simple_rnn": "ConvNormBasicCell",
-               "time_decay": "memory"}
-
-
 def _cell(kind, **kw):
-    return {"kind": kind, "name": CELL_SCOPES[kind], **kw}
+    return {"kind": kind, "name": CELLS[kind].tf1_scope, **kw}
 
 
 def _family_cell(family, depth, layer):
@@ -63,27 +57,8 @@ def _family_cell(family, depth, layer):
     raise ValueError(f"unknown cell family {family!r}")
 
 
-def _vs(scale):
-    return {"class_name": "VarianceScaling", "config": {
-        "scale": scale, "mode": "fan_in", "distribution": "truncated_normal"}}
-
-
 def _const(v):
     return {"class_name": "Constant", "config": {"value": v}}
-
-
-# configs/lstm_shallow.npz, as spec §4.4 tabulates it.
-LSTM_SHALLOW = {
-    "conv3": dict(kernel_size=2, depth=128, layer_norm=True, peepholes=False,
-                  forget_bias=1.3561755203084322, bias_initializer=_const(1.6427688907776656),
-                  kernel_initializer=_vs(0.7008842622125534), weight_decay=5.434329000564743e-06),
-    "conv4": dict(kernel_size=3, depth=256, layer_norm=True, peepholes=True,
-                  forget_bias=0.977962918535079, bias_initializer=_const(-1.166018906771675),
-                  kernel_initializer=_vs(1.8314561102978617), weight_decay=7.612613874483112e-06),
-    "conv5": dict(kernel_size=4, depth=256, layer_norm=True, peepholes=False,
-                  forget_bias=0.9249280259963113, bias_initializer=_const(-1.3495015766804237),
-                  kernel_initializer=_vs(0.8937636886958731), weight_decay=3.038054940623377e-06),
-}
 
 
 # ---------------------------------------------------------------------------------- skeletons
@@ -280,7 +255,7 @@ def graph_config(base: str, cells=None, depths=None, add_edges=(), remove_edges=
             raise ValueError(f"cells: unknown layer {layer!r} (layers: {', '.join(nodes)})")
         if cell is not None:
             cell = dict(cell)
-            cell.setdefault("name", CELL_SCOPES.get(cell.get("kind"), "cell"))
+            cell.setdefault("name", getattr(CELLS.get(cell.get("kind")), "tf1_scope", "cell"))
         nodes[layer]["memory"] = cell
     for layer, depth in (depths or {}).items():
         if layer not in nodes:

@@ -10,8 +10,8 @@ from tpu_convrnn.cells.base import ConvCell
 from tpu_convrnn.cells.gru import GRUCell
 from tpu_convrnn.cells.intersection_rnn import IntersectionRNNCell
 from tpu_convrnn.cells.lstm import LSTMCell
-from tpu_convrnn.cells.reciprocal import (MEDIAN_CONFIG, MedianReciprocalGatedCell,
-                                          ReciprocalGatedCell)
+from tpu_convrnn.cells.reciprocal import MedianReciprocalGatedCell, ReciprocalGatedCell
+from tpu_convrnn.cells.searched import LSTM_SHALLOW, MEDIAN_CONFIG
 from tpu_convrnn.cells.simple_rnn import SimpleRNNCell
 from tpu_convrnn.cells.time_decay import TimeDecayCell
 from tpu_convrnn.cells.ugrnn import UGRNNCell
@@ -53,6 +53,7 @@ def cell_arguments(cls) -> set:
     return names
 
 
-__all__ = ["CELLS", "ConvCell", "GRUCell", "IntersectionRNNCell", "LSTMCell", "MEDIAN_CONFIG",
+__all__ = ["CELLS", "ConvCell", "GRUCell", "IntersectionRNNCell", "LSTMCell", "LSTM_SHALLOW",
+           "MEDIAN_CONFIG",
            "MedianReciprocalGatedCell", "ReciprocalGatedCell", "SimpleRNNCell", "TimeDecayCell",
            "UGRNNCell", "cell_arguments", "make_cell"]

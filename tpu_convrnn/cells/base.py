@@ -26,6 +26,8 @@ from tpu_convrnn import ops as cr_ops
 class ConvCell(keras.layers.Layer):
     """Base class of all cells: validation, state structure, zero state, conv factory."""
 
+    tf1_scope = "cell"  # the variable scope of the original's cell (its checkpoint names)
+
     #: Names of the state tensors, in the order of the state tuple.
     state_names: tuple = ("h",)
     #: Whether ``call`` needs the layer input ``x`` / accepts feedback.

@@ -7,6 +7,7 @@ from keras import ops
 from tpu_convrnn import execution, shared_input
 from tpu_convrnn import ops as cr_ops
 from tpu_convrnn.cells.base import ConvCell
+from tpu_convrnn.cells.searched import MEDIAN_CONFIG
 
 FEEDBACK_ENTRIES = ("input", "cell", "out")
 
@@ -38,6 +39,8 @@ class ReciprocalGatedCell(ConvCell):
     the drive depth. ``LN?`` is ``ops.LayerNormHWC`` with variance epsilon
     ``layer_norm_epsilon`` (the original's 1e-12) when ``layer_norm``.
     """
+
+    tf1_scope = "ReciprocalGateCell"  # the original's variable scope (checkpoint names)
 
     state_names = ("c", "h")
     accepts_feedback = True
@@ -99,9 +102,14 @@ class ReciprocalGatedCell(ConvCell):
     def state_depths(self):
         return {"c": self.cell_depth_, "h": self.out_depth_}
 
-    def _conv(self, name, filters, k, in_depth, separable=False):
-        return self.make_conv(name, filters, k, in_depth, use_bias=self.use_bias,
-                              separable=separable)
+    def _conv(self, name, reads, filters, k, separable=False, **kw):
+        """The conv ``name`` of the tensor ``reads`` ('u' drive, 'c', 'h' states, 'x' layer
+        input, 'f' feedback), which fixes its input depth; recorded for ``fuse_convs``."""
+        self.reads[name] = reads
+        depth = {"u": self.drive_depth, "c": self.cell_depth_, "h": self.out_depth_,
+                 "x": self.inputs_depth, "f": self.feedback_depth}[reads]
+        kw.setdefault("use_bias", self.use_bias)
+        self.convs[name] = self.make_conv(name, filters, k, depth, separable=separable, **kw)
 
     def build_cell(self):
         i, x = self.drive_depth, self.inputs_depth
@@ -112,34 +120,31 @@ class ReciprocalGatedCell(ConvCell):
                               "drive to the out state directly)", i)
         ts, tsep, gs, gsep = (self.tau_filter_size, self.tau_depth_separable,
                               self.gate_filter_size, self.gate_depth_separable)
-        self.convs = {}
-        add = self.convs.__setitem__
-        # cell update
-        add("cell_tau", self._conv("cell_tau", c, self.cell_tau_filter_size, c, tsep))
-        add("cell_gate", self._conv("cell_gate", c, gs, d, gsep))
+        self.convs, self.reads = {}, {}
+        # cell update: K_ctau * c, K_cg * h, K_ic * u, K_rc * x
+        self._conv("cell_tau", "c", c, self.cell_tau_filter_size, tsep)
+        self._conv("cell_gate", "h", c, gs, gsep)
         if self.input_to_cell:
-            add("input_to_cell", self._conv("input_to_cell", c, self.ff_filter_size, i))
+            self._conv("input_to_cell", "u", c, self.ff_filter_size)
         if self.cell_residual:
-            add("cell_residual", self._conv("cell_residual", c, self.ff_filter_size, x))
-        # out update
-        add("out_tau", self._conv("out_tau", d, ts, d, tsep))
+            self._conv("cell_residual", "x", c, self.ff_filter_size)
+        # out update: K_htau * h, K_hg * c or K_co * c, K_io * u, K_rg * x, R(x)
+        self._conv("out_tau", "h", d, ts, tsep)
         if not self.cell_to_out:
-            add("out_gate", self._conv("out_gate", d, gs, c, gsep))
+            self._conv("out_gate", "c", d, gs, gsep)
         else:
-            add("cell_to_out", self._conv("cell_to_out", d, gs, c))
+            self._conv("cell_to_out", "c", d, gs)
         if self.input_to_out:
-            add("input_to_out", self._conv("input_to_out", d, self.in_out_filter_size, i))
+            self._conv("input_to_out", "u", d, self.in_out_filter_size)
         if self.residual_to_out_gate:
-            add("residual_to_out_gate", self._conv("residual_to_out_gate", d, gs, x))
+            self._conv("residual_to_out_gate", "x", d, gs)
         if self.out_residual and x != d:
-            add("residual_add", self.make_conv(
-                "residual_add", d, 1, x, use_bias=False, weight_decay=0.0,
-                kernel_initializer=keras.initializers.GlorotUniform()))
-        if self.feedback_depth is not None:
+            self._conv("residual_add", "x", d, 1, use_bias=False, weight_decay=0.0,
+                       kernel_initializer=keras.initializers.GlorotUniform())
+        if self.feedback_depth is not None:  # K_fb * f into the input, cell or out
             target = {"input": i, "cell": c, "out": d}[self.feedback_entry]
-            add("feedback", self.make_conv(
-                "feedback", target, self.feedback_filter_size, self.feedback_depth,
-                use_bias=self.use_bias, separable=self.feedback_depth_separable))
+            self._conv("feedback", "f", target, self.feedback_filter_size,
+                       self.feedback_depth_separable)
         self.norm = None
         if self.layer_norm:
             self.norm = cr_ops.LayerNormHWC(self.layer_norm_epsilon, name="cell_layer_norm",
@@ -156,58 +161,27 @@ class ReciprocalGatedCell(ConvCell):
         return self.gate_offset + self.gate_multiplier * self._fn["gate_nonlinearity"](b)
 
     def step(self, drive, state, inputs, feedback):
-        c, h = state
-        conv = self.convs
-        fb = None
-        if feedback is not None:
-            fb = self._fn["feedback_activation"](conv["feedback"](feedback))
-        u = drive + fb if self.feedback_entry == "input" and fb is not None else drive
-        u = self._fn["input_activation"](u)
-        # Every conv of the step, those of one tensor computed together (shared_input).
-        k = self._convs_of({"u": u, "c": c, "h": h, "x": inputs})
+        c, h, x = state[0], state[1], inputs  # the previous states; the layer input
+        K = _StepConvs(self)  # K(name, t): the conv ``name`` of tensor t
+        fn = self._fn
+        fb = None if feedback is None else fn["feedback_activation"](K("feedback", feedback))
+        u = fn["input_activation"](drive + fb if self.feedback_entry == "input" and
+                                   fb is not None else drive)
+        c_in = _sum(K("cell_residual", x) if self.cell_residual else None,
+                    K("input_to_cell", u) if self.input_to_cell else None,
+                    fb if self.feedback_entry == "cell" else None)
+        c_pre = self._retain(K("cell_tau", c)) * c + self._gain(K("cell_gate", h)) * c_in
+        c_t = fn["cell_activation"](self.norm(c_pre) if self.norm is not None else c_pre)
 
-        c_terms = []
-        if self.cell_residual:
-            c_terms.append(k["cell_residual"])
-        if self.input_to_cell:
-            c_terms.append(k["input_to_cell"])
-        if self.feedback_entry == "cell" and fb is not None:
-            c_terms.append(fb)
-        c_in = _sum(c_terms)
-        c_pre = self._retain(k["cell_tau"]) * c + self._gain(k["cell_gate"]) * c_in
-        if self.norm is not None:
-            c_pre = self.norm(c_pre)
-        c_new = self._fn["cell_activation"](c_pre)
-
-        h_terms = [k["input_to_out"] if self.input_to_out else u]
-        if self.cell_to_out:
-            h_terms.append(k["cell_to_out"])
-        if self.out_residual:
-            h_terms.append(k["residual_add"] if "residual_add" in conv else inputs)
-        if self.feedback_entry == "out" and fb is not None:
-            h_terms.append(fb)
-        b_terms = [] if self.cell_to_out else [k["out_gate"]]
-        if self.residual_to_out_gate:
-            b_terms.append(k["residual_to_out_gate"])
-        b_h = _sum(b_terms) if b_terms else None
-        h_pre = self._retain(k["out_tau"]) * h + self._gain(b_h) * _sum(h_terms)
-        h_new = self._fn["out_activation"](h_pre)
-        return h_new, (c_new, h_new)
-
-    def _convs_of(self, tensors):
-        """{conv name: its output} for every conv but the feedback's, grouped by the tensor it
-        reads (``_READS``); with the execution setting ``fuse_convs`` each group runs as one
-        convolution."""
-        out = {}
-        for src, names in _READS.items():
-            names = [n for n in names if n in self.convs]
-            layers = [self.convs[n] for n in names]
-            if execution.current().fuse_convs:
-                outs = shared_input.apply_shared(tensors[src], layers)
-            else:
-                outs = [layer(tensors[src]) for layer in layers]
-            out.update(zip(names, outs))
-        return out
+        h_in = _sum(K("input_to_out", u) if self.input_to_out else u,
+                    K("cell_to_out", c) if self.cell_to_out else None,
+                    (K("residual_add", x) if "residual_add" in self.convs else x)
+                    if self.out_residual else None,
+                    fb if self.feedback_entry == "out" else None)
+        b_h = _sum(None if self.cell_to_out else K("out_gate", c),
+                   K("residual_to_out_gate", x) if self.residual_to_out_gate else None)
+        h_t = fn["out_activation"](self._retain(K("out_tau", h)) * h + self._gain(b_h) * h_in)
+        return h_t, (c_t, h_t)
 
     def get_config(self):
         cfg = {k: getattr(self, k) for k in (
@@ -221,37 +195,40 @@ class ReciprocalGatedCell(ConvCell):
         return {**super().get_config(), **cfg, **self.activations}
 
 
-# The tensor each conv of the cell reads (spec §4.7: both gates read the other state).
-_READS = {"u": ("input_to_cell", "input_to_out"),
-          "c": ("cell_tau", "out_gate", "cell_to_out"),
-          "h": ("out_tau", "cell_gate"),
-          "x": ("cell_residual", "residual_add", "residual_to_out_gate")}
+class _StepConvs:
+    """``K(name, t)``: the cell's conv ``name`` applied to ``t`` in this step. With the execution
+    setting ``fuse_convs``, the first conv asked of a tensor runs every conv of the cell that
+    reads that tensor (``cell.reads``, declared in ``build_cell``) as one convolution
+    (``shared_input``); the others come from that result."""
+
+    def __init__(self, cell):
+        self.cell = cell
+        self.fuse = execution.current().fuse_convs
+        self.done = {}  # conv name -> (tensor it read, output)
+
+    def __call__(self, name, t):
+        cell = self.cell
+        if not self.fuse:
+            return cell.convs[name](t)
+        if name not in self.done:
+            src = cell.reads[name]
+            names = [n for n in cell.convs if cell.reads[n] == src]
+            outs = shared_input.apply_shared(t, [cell.convs[n] for n in names])
+            self.done.update({n: (t, o) for n, o in zip(names, outs)})
+        read, out = self.done[name]
+        if read is not t:
+            raise AssertionError(f"{cell.name}: conv {name!r} asked of another tensor than "
+                                 f"the other convs of {cell.reads[name]!r}")
+        return out
 
 
-def _sum(terms):
-    out = terms[0]
+def _sum(*terms):
+    """The sum of the terms that are not None (None if all are: a gate without drive)."""
+    terms = [t for t in terms if t is not None]
+    out = terms[0] if terms else None
     for t in terms[1:]:
         out = out + t
     return out
-
-
-# The searched "median" configuration (spec §4.8), as model_func builds it for rgc_intermediate*:
-# the median cell params of configs/median_rgcell_cfg.py with the feedback forced to enter at
-# "out" through a 1x1 full conv with bias and identity activation.
-_TAU = 0.9219348064291611
-_GATE = 0.7006566684988862
-MEDIAN_CONFIG = dict(
-    cell_depth=64, tau_filter_size=7, gate_filter_size=7, tau_depth_separable=True,
-    gate_depth_separable=True, tau_nonlinearity="sigmoid", gate_nonlinearity="tanh",
-    tau_offset=_TAU, tau_multiplier=-_TAU, gate_offset=_GATE, gate_multiplier=-_GATE,
-    input_activation="elu", cell_activation="elu", out_activation="elu", input_to_cell=True,
-    ff_filter_size=2, input_to_out=True, in_out_filter_size=3, out_residual=True,
-    cell_to_out=False, cell_residual=False, residual_to_out_gate=False, layer_norm=False,
-    feedback_entry="out", feedback_filter_size=1, feedback_depth_separable=False,
-    feedback_activation="identity", use_bias=True, weight_decay=0.0002033999204146308,
-    kernel_initializer={"class_name": "VarianceScaling", "config": {
-        "scale": 0.6393378386273998, "mode": "fan_in", "distribution": "truncated_normal"}},
-)
 
 
 @keras.saving.register_keras_serializable(package="tpu_convrnn")
