@@ -4,7 +4,7 @@ import pytest
 from jax_subprocess import needs_jax, run_under_jax
 
 import tpu_convrnn
-from tpu_convrnn import execution
+from tpu_convrnn import execution, flops
 from tpu_convrnn.flops import count_flops, reaching_steps
 from tpu_convrnn.graph import ConvRNN
 
@@ -107,12 +107,27 @@ def test_flop_count_agrees_with_xla_cost_analysis_for_valid_convolutions():
     import json
     res = json.loads(run_under_jax(XLA_SCRIPT).strip().splitlines()[-1])
     ours, xla = res["valid"]
-    # the hand count (2 x outputs x taps x channels): 32 -> 30 -> 28 (pool 14) -> 12, then fc;
-    # under JAX the nodes are only traced (jax.eval_shape) for the count
+    # the hand count (2 x outputs x taps x channels): 32 -> 30 -> 28 (pool 14) -> 12, then fc
     assert ours == 2 * (30 * 30 * 27 * 16 + 28 * 28 * 9 * 16 * 32 + 12 * 12 * 9 * 32 * 32 + 32 * 10)
     assert ours <= xla <= 1.03 * ours, res  # XLA adds the elementwise ops (bias, pool, gap)
     ours, xla = res["same"]
     assert xla < ours, res  # XLA leaves out the taps that fall on SAME padding
+
+
+def test_a_keras_model_is_counted_from_its_layers():
+    """A functional Keras model (strided, depthwise, separable and dense layers), counted by
+    hand; the count runs nothing, so an unbuilt layer counts 0."""
+    import keras
+    x = keras.Input((10, 10, 3))
+    h = keras.layers.Conv2D(8, 3, strides=2, padding="same")(x)         # 5x5x8
+    h = keras.layers.DepthwiseConv2D(3, padding="valid")(h)             # 3x3x8
+    h = keras.layers.SeparableConv2D(4, 2, padding="same")(h)           # 3x3x4
+    h = keras.layers.Dense(6)(h)                                        # per pixel 4 -> 6
+    model = keras.Model(x, h)
+    hand = (2 * 25 * 3 * 3 * 3 * 8 + 2 * 9 * 3 * 3 * 8 + (2 * 9 * 2 * 2 * 8 + 2 * 9 * 8 * 4)
+            + 2 * 9 * 4 * 6)
+    assert flops.keras_model_flops(model) == hand
+    assert flops.layer_flops(keras.layers.Conv2D(3, 3)) == 0
 
 
 def test_count_is_the_same_with_fused_cell_convolutions():

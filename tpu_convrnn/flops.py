@@ -1,9 +1,12 @@
 """Model FLOPs of an unrolled ConvRNN, counted from its own layers' shapes.
 
-Each node is run once (batch 1, zero inputs) with the convolution and matrix ops counted:
+Every convolution and dense layer is counted at the input shape it was built with (Keras
+records it; a ConvRNN builds all its layers when it is made), and nothing is run or patched:
 conv ``2 * H_out * W_out * k_h * k_w * C_in * C_out``, depthwise ``2 * H * W * k_h * k_w * C``,
-separable = depthwise + pointwise, matmul ``2 * M * K * N``. Elementwise work (activations,
-gates, pools, the harbor's resize) is not counted, as usual for MFU.
+separable = depthwise + pointwise, dense ``2 * K * N`` per example. Each such layer of a node
+runs once per step of the node. Elementwise work (activations, gates, pools, the harbor's
+resize) is not counted, as usual for MFU. The count is that of the layers' own kernels,
+however an execution setting computes them (depthwise by shifts, convs fused).
 
 Over the unroll every node could run at every step, but only part of that work can reach the
 readout window ``[start, T)``: node ``n`` at step ``t`` feeds its targets at ``t + 1`` and, if it
@@ -14,85 +17,42 @@ step is taken as 3x the forward FLOPs.
 """
 from __future__ import annotations
 
-import contextlib
-
 import keras
 import numpy as np
-from keras import ops
-from keras.src import ops as src_ops
 
-from tpu_convrnn import execution
+_CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
+          keras.layers.DepthwiseConv2D)
 
 
-@contextlib.contextmanager
-def _counting(counter):
-    originals = {k: getattr(src_ops, k) for k in ("conv", "depthwise_conv", "separable_conv",
-                                                  "matmul")}
+def layer_flops(layer) -> int:
+    """Forward FLOPs per example of one conv or dense layer at the input shape it was built
+    with; 0 for other layers and for layers not built."""
+    shapes = list((getattr(layer, "_build_shapes_dict", None) or {}).values())
+    if not shapes or shapes[0] is None:
+        return 0
+    in_shape = tuple(shapes[0])
 
-    def conv(x, kernel, *a, **kw):
-        y = originals["conv"](x, kernel, *a, **kw)
-        k = kernel.shape
-        counter[0] += 2 * int(np.prod(y.shape[1:3])) * k[0] * k[1] * k[2] * k[3]
-        return y
+    def out_pixels():
+        return int(np.prod(layer.compute_output_shape(in_shape)[1:-1]))
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        return 2 * out_pixels() * (int(np.prod(layer.depthwise_kernel.shape)) +
+                                   int(np.prod(layer.pointwise_kernel.shape)))
+    if isinstance(layer, _CONVS):
+        return 2 * out_pixels() * int(np.prod(layer.kernel.shape))
+    if isinstance(layer, keras.layers.Dense):
+        return 2 * int(np.prod(in_shape[1:-1])) * int(np.prod(layer.kernel.shape))
+    return 0
 
-    def depthwise_conv(x, kernel, *a, **kw):
-        y = originals["depthwise_conv"](x, kernel, *a, **kw)
-        counter[0] += 2 * int(np.prod(y.shape[1:])) * kernel.shape[0] * kernel.shape[1]
-        return y
 
-    def separable_conv(x, dk, pk, *a, **kw):
-        y = originals["separable_conv"](x, dk, pk, *a, **kw)
-        hw = int(np.prod(y.shape[1:3]))
-        counter[0] += 2 * hw * dk.shape[0] * dk.shape[1] * dk.shape[2] * dk.shape[3]
-        counter[0] += 2 * hw * pk.shape[2] * pk.shape[3]
-        return y
-
-    def matmul(a, b):
-        y = originals["matmul"](a, b)
-        counter[0] += 2 * int(np.prod(a.shape[1:])) * int(b.shape[-1])
-        return y
-
-    # Keras layers look the ops up in keras.src.ops, the project's layers in keras.ops.
-    for module in (src_ops, ops):
-        for k, fn in (("conv", conv), ("depthwise_conv", depthwise_conv),
-                      ("separable_conv", separable_conv), ("matmul", matmul)):
-            setattr(module, k, fn)
-    # Model FLOPs come from each layer's own kernel, whatever runs it: every depthwise conv is
-    # counted as the native op ("shifts" has no conv op), and a cell's convs of one tensor one by
-    # one (shared_input fuses them into one conv with zero-padded kernels).
-    try:
-        with execution.settings(depthwise="native", fuse_convs=False):
-            yield
-    finally:
-        for module in (src_ops, ops):
-            for k, fn in originals.items():
-                setattr(module, k, fn)
+def keras_model_flops(model) -> int:
+    """Forward FLOPs per example of a built Keras model whose layers each run once (e.g. a
+    Keras application): the sum of ``layer_flops`` over all its layers."""
+    return sum(layer_flops(layer) for layer in model._flatten_layers())
 
 
 def node_flops(model) -> dict:
-    """Forward FLOPs of one step of each node, per image. Under the JAX backend the nodes are
-    only traced (``jax.eval_shape``): nothing runs or compiles on the device."""
-    out = {}
-    for n in model.node_names:
-        node = model.graph_nodes[n]
-        ff = model.ff_source[n]
-        x_shape = (1, model.image_size, model.image_size, 3) if ff is None else \
-            (1,) + tuple(model.output_shapes[ff][1:])
-        o_shapes = [(1,) + tuple(model.output_shapes[s][1:]) for s in model.other_sources[n]]
-
-        def run(node=node, x_shape=x_shape, o_shapes=o_shapes):
-            x = ops.zeros(x_shape)
-            node(x, [ops.zeros(s) for s in o_shapes], node.get_initial_state(1))
-            return x
-        counter = [0]
-        with _counting(counter):
-            if keras.backend.backend() == "jax":
-                import jax
-                jax.eval_shape(run)
-            else:
-                run()
-        out[n] = counter[0]
-    return out
+    """Forward FLOPs of one step of each node, per image."""
+    return {n: keras_model_flops(model.graph_nodes[n]) for n in model.node_names}
 
 
 def reaching_steps(model) -> dict:
@@ -129,15 +89,6 @@ def count_flops(model, batch: int | None = None) -> dict:
             out["forward_once_per_batch"] / batch
         out["train_step_eliminated"] = 3 * out["forward_eliminated"]
     return out
-
-
-def count_call_flops(fn, *args) -> int:
-    """FLOPs of the conv/matmul ops that ``fn(*args)`` runs (e.g. one forward of a Keras
-    application)."""
-    counter = [0]
-    with _counting(counter):
-        fn(*args)
-    return counter[0]
 
 
 def xla_cost_flops(model, batch: int = 1) -> float:
