@@ -118,3 +118,18 @@ def test_grow_image_size_finds_the_smallest_size_the_graph_takes():
     # valid conv needs >= 2, so s >= 65: the first multiple of 8 is 72.
     assert build_model("shallow_base", image_size=32, grow_image_size=True).image_size == 72
     assert build_model("shallow_base", image_size=96, grow_image_size=True).image_size == 96
+
+
+def test_grow_image_size_leaves_the_initial_weights_alone():
+    """At a size that needs no growth, the same seed gives the same initial weights with and
+    without grow_image_size (finding the size draws no seeds)."""
+    import keras
+    weights = []
+    for grow in (False, True):
+        keras.utils.set_random_seed(3)
+        model = build_model("rgc_intermediate", image_size=32, width=0.125, times=12,
+                            grow_image_size=grow)
+        weights.append({v.path: np.asarray(v) for v in model.weights})
+    assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 100
+    for k in weights[0]:
+        np.testing.assert_array_equal(weights[0][k], weights[1][k], err_msg=k)

@@ -26,7 +26,10 @@ _CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
 
 def layer_flops(layer) -> int:
     """Forward FLOPs per example of one conv or dense layer at the input shape it was built
-    with; 0 for other layers and for layers not built."""
+    with (or the layer's own ``flops_per_example()``); 0 for other layers and for layers not
+    built."""
+    if hasattr(layer, "flops_per_example"):
+        return int(layer.flops_per_example()) if layer.built else 0
     shapes = list((getattr(layer, "_build_shapes_dict", None) or {}).values())
     if not shapes or shapes[0] is None:
         return 0

@@ -21,7 +21,9 @@ per-step outputs of any layers.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import random
 
 import keras
 from keras import ops
@@ -114,16 +116,30 @@ def parse_graph(nodes, pairs):
 
 def feedforward_shapes(nodes, edges, image_size):
     """Output shape of every node for ``image_size`` images, without building any weights
-    (ValueError, naming the node and op, if the graph cannot take that size)."""
+    (ValueError, naming the node and op, if the graph cannot take that size). The nodes made
+    to answer draw no seeds: a model built afterwards gets the initial weights it would get
+    without this call."""
     names, ff_source, _ = parse_graph(nodes, _edge_pairs(edges))
     shapes = {}
-    for spec in nodes:
-        kw = {k: v for k, v in spec.items() if k != "name"}
-        node = Node(name=spec["name"], **kw)
-        ff = ff_source[spec["name"]]
-        x = (None, image_size, image_size, 3) if ff is None else shapes[ff]
-        shapes[spec["name"]] = node.infer_output_shape(x)
+    with _seeds_untouched():
+        for spec in nodes:
+            kw = {k: v for k, v in spec.items() if k != "name"}
+            node = Node(name=spec["name"], **kw)
+            ff = ff_source[spec["name"]]
+            x = (None, image_size, image_size, 3) if ff is None else shapes[ff]
+            shapes[spec["name"]] = node.compute_output_shape(x)
     return shapes
+
+
+@contextlib.contextmanager
+def _seeds_untouched():
+    """Keras draws an initializer's default seed from Python's ``random`` when the
+    initializer is made (``keras.utils.set_random_seed`` seeds it); put its state back."""
+    state = random.getstate()
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 @keras.saving.register_keras_serializable(package="tpu_convrnn")
@@ -186,15 +202,21 @@ class ConvRNN(keras.Model):
 
     # ------------------------------------------------------------------ building
     def build(self, input_shape):
+        """Builds every node for [N, image_size, image_size, 3] images (done when the model is
+        made; the spatial size is the model's ``image_size``, a config value)."""
+        frame = tuple(input_shape)
+        if len(frame) != 4 or tuple(frame[1:]) != (self.image_size, self.image_size, 3):
+            raise ValueError(f"ConvRNN '{self.name}' takes images of shape [N, {self.image_size}"
+                             f", {self.image_size}, 3] (its image_size), not {list(frame)}: "
+                             "build another model for another size")
         if self.built:
             return
-        frame = tuple(input_shape)
         # Output shapes depend only on the feedforward chain (feedback never changes them), so
         # they are inferred first; then every node is built knowing its feedback shapes.
         self.output_shapes = {}
         for n in self.node_names:
             ff = frame if self.ff_source[n] is None else self.output_shapes[self.ff_source[n]]
-            self.output_shapes[n] = self.graph_nodes[n].infer_output_shape(ff)
+            self.output_shapes[n] = self.graph_nodes[n].compute_output_shape(ff)
         for n in self.node_names:
             node = self.graph_nodes[n]
             ff = frame if self.ff_source[n] is None else self.output_shapes[self.ff_source[n]]
@@ -323,10 +345,13 @@ class ConvRNN(keras.Model):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
+    def compute_output_spec(self, images, training=False):
+        # The logits are float32 under any dtype policy (``unroll`` casts them).
+        return keras.KerasTensor(self.compute_output_shape(images.shape), dtype="float32")
+
     def get_config(self):
-        return {"name": self.name, "nodes": self.nodes_config, "edges": self.edges_config,
+        return {**super().get_config(), "nodes": self.nodes_config, "edges": self.edges_config,
                 "times": self.times, "image_off": self.image_off, "readout": self.readout_config,
                 "readout_node": self.readout_name, "image_size": self.image_size,
-                "window": self.window, "normalize": self.normalize,
-                "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
+                "window": self.window, "normalize": self.normalize}
 

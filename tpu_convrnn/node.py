@@ -12,6 +12,8 @@ or JSON. Ops:
   projection without bias when depths differ (Glorot init, no weight decay) and resized
   bilinearly (aligned corners) when sizes differ.
 
+Each op is one Keras layer (``tpu_convrnn.node_ops``), made when the node is.
+
 Any op may carry ``"name"`` (the sublayer's name; the zoo uses the original scopes such as
 ``pre_0``). The memory is ``None`` (identity) or a cell config ``{"kind": <cells.CELLS key>,
 **kwargs}``.
@@ -30,60 +32,23 @@ import keras
 from keras import ops
 
 from tpu_convrnn import cells as cells_lib
-from tpu_convrnn import execution
+from tpu_convrnn import execution, node_ops
 from tpu_convrnn import ops as cr_ops
-
-_POINTWISE = ("elu", "relu", "sigmoid", "tanh", "identity")
-VARIANCE_SCALING = {"class_name": "VarianceScaling", "config": {
-    "scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"}}
-
-
-def _normalize_op(op, where):
-    if isinstance(op, str):
-        op = {"op": op}
-    if not isinstance(op, dict) or "op" not in op:
-        raise ValueError(f"{where}: expected an op name or a dict with key 'op', got {op!r}")
-    return dict(op)
-
-
-def _op_output_shape(op, shape, where):
-    kind = op["op"]
-    if kind == "conv":
-        if len(shape) != 4:
-            raise ValueError(f"{where}: conv needs a [N, H, W, C] input, got shape {shape}")
-        k, s = op["kernel_size"], op.get("strides", 1)
-        k = (k, k) if isinstance(k, int) else tuple(k)
-        if op.get("padding", "same") == "same":
-            hw = [-(-int(n) // s) for n in shape[1:3]]
-        else:
-            hw = [(int(n) - kk) // s + 1 for n, kk in zip(shape[1:3], k)]
-            if min(hw) < 1:
-                raise ValueError(f"{where}: a {k[0]}x{k[1]} 'valid' conv needs an input of at "
-                                 f"least that size, got {shape[1]}x{shape[2]} (the image size "
-                                 "is too small for this graph)")
-        return (shape[0], hw[0], hw[1], int(op["filters"]))
-    if kind == "fc":
-        if len(shape) != 2:
-            raise ValueError(f"{where}: fc needs a [N, C] input (add 'gap' first), got shape "
-                             f"{shape}")
-        return (shape[0], int(op["units"]))
-    if kind == "maxpool":
-        s = op.get("strides", 2)
-        return (shape[0], -(-int(shape[1]) // s), -(-int(shape[2]) // s), shape[3])
-    if kind == "gap":
-        return (shape[0], shape[-1])
-    return shape
+from tpu_convrnn.node_ops import VARIANCE_SCALING  # noqa: F401  (the zoo's default init)
 
 
 @keras.saving.register_keras_serializable(package="tpu_convrnn")
 class Node(keras.layers.Layer):
-    """A graph node; ``call(x, others, state) -> (output, new_state)`` computes one time step."""
+    """A graph node; ``call(x, others, state) -> (output, new_state)`` computes one time step.
+
+    Every op is a Keras layer made here (``pre_ops``, ``cell``, ``post_ops``), so shapes come
+    from the layers (``compute_output_shape``) and ``summary()`` shows each op."""
 
     def __init__(self, pre=(), memory=None, post=(), **kwargs):
         execution.drop_legacy_keys(kwargs)
         super().__init__(**kwargs)
-        self.pre_config = [_normalize_op(o, f"node '{self.name}' pre") for o in pre]
-        self.post_config = [_normalize_op(o, f"node '{self.name}' post") for o in post]
+        self.pre_config = [node_ops.normalize_op(o, f"node '{self.name}' pre") for o in pre]
+        self.post_config = [node_ops.normalize_op(o, f"node '{self.name}' post") for o in post]
         self.memory_config = copy.deepcopy(memory)
         self.cell = None
         if memory is not None:
@@ -97,123 +62,82 @@ class Node(keras.layers.Layer):
                 self.cell = cells_lib.make_cell(kind, dtype=self.dtype_policy, **cfg)
             except (TypeError, ValueError) as e:
                 raise ValueError(f"node '{self.name}' memory: {e}") from e
+        self.pre_ops = [node_ops.op_layer(o, f"node '{self.name}' pre", self.dtype_policy)
+                        for o in self.pre_config]
+        self.post_ops = [node_ops.op_layer(o, f"node '{self.name}' post", self.dtype_policy)
+                         for o in self.post_config]
 
-    # ------------------------------------------------------------------ building
-    def _make_op(self, op, shape, where, x_shape):
-        """Returns (callable or layer, output shape) for one op at input ``shape``."""
-        kind = op["op"]
-        name = op.get("name")
-        dt = self.dtype_policy
-        if kind in ("conv", "fc"):
-            _op_output_shape(op, shape, f"node '{self.name}' {where}")  # validates the input
-            wd = op.get("weight_decay", 0.0)
-            common = dict(kernel_initializer=op.get("kernel_initializer", VARIANCE_SCALING),
-                          bias_initializer=op.get("bias_initializer", "zeros"),
-                          kernel_regularizer=cr_ops.tf1_l2(wd),
-                          bias_regularizer=cr_ops.tf1_l2(wd), name=name, dtype=dt)
-            if kind == "conv":
-                layer = keras.layers.Conv2D(
-                    op["filters"], op["kernel_size"], strides=op.get("strides", 1),
-                    padding=op.get("padding", "same"), use_bias=op.get("use_bias", True),
-                    **common)
-            else:
-                layer = keras.layers.Dense(op["units"], **common)
-            act = cr_ops.get_activation(op.get("activation"), f"node '{self.name}' {where}")
-        elif kind == "maxpool":
-            layer = keras.layers.MaxPooling2D(op.get("pool_size", 2), op.get("strides", 2),
-                                              padding="same", name=name, dtype=dt)
-            act = None
-        elif kind == "gap":
-            layer = keras.layers.GlobalAveragePooling2D(name=name, dtype=dt)
-            act = None
-        elif kind in _POINTWISE:
-            fn = cr_ops.get_activation(kind)
-            return (lambda t, x=None: fn(t)), shape
-        elif kind == "residual_add":
-            if where != "post":
-                raise ValueError(f"node '{self.name}': residual_add is a post-memory op")
-            proj = None
-            if int(shape[-1]) != int(x_shape[-1]):
-                proj = keras.layers.Conv2D(shape[-1], 1, use_bias=False, name=name or "residual",
-                                           kernel_initializer="glorot_uniform", dtype=dt)
-                proj.build(tuple(x_shape))
-                self._op_layers.append(proj)
-            size = (int(shape[1]), int(shape[2]))
-
-            def add(t, x, proj=proj, size=size):
-                r = proj(x) if proj is not None else x
-                return t + cr_ops.resize_bilinear_aligned(r, size)
-            return add, shape
-        else:
-            raise ValueError(f"node '{self.name}' {where}: unknown op {kind!r}; expected one of "
-                             "conv, fc, maxpool, gap, residual_add, " + ", ".join(_POINTWISE))
-        layer.build(tuple(shape))
-        self._op_layers.append(layer)
-        out = tuple(layer.compute_output_shape(tuple(shape)))
-
-        def apply(t, x=None, layer=layer, act=act):
-            t = layer(t)
-            return act(t) if act is not None else t
-        return apply, out
-
-    def build(self, x_shape, others_shape=None):
-        """``x_shape``: feedforward input; ``others_shape``: list of shapes of the other inputs."""
+    # ------------------------------------------------------------------ shapes
+    def _drive_shape(self, x_shape, others_shape):
+        """The shape entering the pre-memory ops: ``x``, with the other inputs concatenated
+        unless they are the cell's feedback."""
         x_shape = tuple(x_shape)
-        others = [tuple(s) for s in (others_shape or [])]
-        self._op_layers = []
         if len(x_shape) != 4:
             raise ValueError(f"node '{self.name}': feedforward input must be [N, H, W, C], "
                              f"got shape {x_shape}")
+        others = [tuple(s) for s in (others_shape or [])]
         for s in others:
             if len(s) != 4:
                 raise ValueError(f"node '{self.name}': cannot combine an input of shape {s} "
                                  f"with the feedforward input {x_shape} (spatial inputs only)")
-        fb_depth = sum(int(s[-1]) for s in others)
-        self.feedback_to_cell = bool(others) and self.cell is not None and \
-            self.cell.accepts_feedback
-        shape = x_shape
-        if others and not self.feedback_to_cell:
-            shape = x_shape[:3] + (int(x_shape[3]) + fb_depth,)
-        self._pre = []
-        for op in self.pre_config:
-            fn, shape = self._make_op(op, shape, "pre", x_shape)
-            self._pre.append(fn)
+        depth = sum(int(s[-1]) for s in others)
+        if others and not (self.cell is not None and self.cell.accepts_feedback):
+            return x_shape[:3] + (int(x_shape[3]) + depth,), None
+        return x_shape, (depth if others else None)
+
+    def _shapes(self, x_shape, others_shape=None):
+        """Walks the ops: yields (layer, where, input shape) and returns the output shape."""
+        shape, _ = self._drive_shape(x_shape, others_shape)
+        steps = []
+        for layer in self.pre_ops:
+            steps.append((layer, "pre", shape))
+            shape = node_ops.output_shape(layer, shape, f"node '{self.name}' pre")
         if self.cell is not None:
             if len(shape) != 4:
                 raise ValueError(f"node '{self.name}': the cell needs a [N, H, W, C] drive, the "
                                  f"pre-memory ops give {shape}")
-            f_shape = shape[:3] + (fb_depth,) if self.feedback_to_cell else None
-            # The layer input x reaches the cell (residual/bypass paths) when the pre-memory
-            # ops keep its spatial size, as in every released graph.
-            x_for_cell = shape[:3] + (x_shape[3],) if x_shape[1:3] == shape[1:3] else None
-            self.cell.build(shape, inputs_shape=x_for_cell, feedback_shape=f_shape)
-            shape = shape[:3] + (self.cell.output_depth,)
-        self._post = []
-        for op in self.post_config:
-            fn, shape = self._make_op(op, shape, "post", x_shape)
-            self._post.append(fn)
-        self.output_shape_ = tuple(shape)
-        if tuple(self.infer_output_shape(x_shape)[1:]) != self.output_shape_[1:]:
-            raise ValueError(f"node '{self.name}': its other inputs ({fb_depth} channels) change "
-                             "its output shape; give it a pre-memory conv or a cell")
-        self.built = True
-
-    def infer_output_shape(self, x_shape):
-        """Output shape for a feedforward input shape, without building (feedback inputs never
-        change it). Errors name the node and op."""
-        shape = tuple(x_shape)
-        if len(shape) != 4:
-            raise ValueError(f"node '{self.name}': feedforward input must be [N, H, W, C], "
-                             f"got shape {shape}")
-        for where, ops_ in (("pre", self.pre_config), ("post", self.post_config)):
-            if where == "post" and self.cell is not None:
-                shape = shape[:3] + (self.cell.output_depth_for(int(shape[3])),)
-            for op in ops_:
-                shape = _op_output_shape(op, shape, f"node '{self.name}' {where}")
-        return shape
+            steps.append((self.cell, "memory", shape))
+            shape = shape[:3] + (self.cell.output_depth_for(int(shape[3])),)
+        for layer in self.post_ops:
+            steps.append((layer, "post", shape))
+            shape = node_ops.output_shape(layer, shape, f"node '{self.name}' post")
+        return steps, shape
 
     def compute_output_shape(self, x_shape, others_shape=None):
-        return (x_shape[0],) + self.output_shape_[1:]
+        """The output shape for a feedforward input of ``x_shape`` (other inputs never change
+        it); errors name the node and op. Needs no build."""
+        return self._shapes(x_shape, others_shape)[1]
+
+    def compute_output_spec(self, x, others=None, state=()):
+        shape = (x.shape[0],) + tuple(self.compute_output_shape(x.shape)[1:])
+        out = keras.KerasTensor(shape, dtype=self.compute_dtype)
+        states = () if self.cell is None else tuple(
+            keras.KerasTensor((x.shape[0],) + s, dtype=self.compute_dtype)
+            for s in self.cell.state_shapes())
+        return out, states
+
+    # ------------------------------------------------------------------ building
+    def build(self, x_shape, others_shape=None):
+        """``x_shape``: feedforward input; ``others_shape``: list of shapes of the other inputs."""
+        x_shape = tuple(x_shape)
+        _, fb_depth = self._drive_shape(x_shape, others_shape)
+        self.feedback_to_cell = fb_depth is not None
+        steps, out = self._shapes(x_shape, others_shape)
+        for layer, where, shape in steps:
+            if layer is self.cell:
+                f_shape = shape[:3] + (fb_depth,) if self.feedback_to_cell else None
+                # The layer input x reaches the cell (residual/bypass paths) when the
+                # pre-memory ops keep its spatial size, as in every released graph.
+                x_for_cell = shape[:3] + (x_shape[3],) if x_shape[1:3] == shape[1:3] else None
+                layer.build(shape, inputs_shape=x_for_cell, feedback_shape=f_shape)
+            elif isinstance(layer, node_ops.ResidualAdd):
+                layer.build(shape, x_shape)
+            else:
+                layer.build(shape)
+        if tuple(self.compute_output_shape(x_shape)[1:]) != tuple(out[1:]):
+            raise ValueError(f"node '{self.name}': its other inputs ({fb_depth or 0} channels "
+                             "more) change its output shape; give it a pre-memory conv or a cell")
+        self.built = True
 
     @property
     def stochastic(self) -> bool:
@@ -236,14 +160,14 @@ class Node(keras.layers.Layer):
                 fb = ops.concatenate(others, axis=-1) if len(others) > 1 else others[0]
             else:
                 h = ops.concatenate([x] + others, axis=-1)
-        for fn in self._pre:
-            h = fn(h, x)
+        for layer in self.pre_ops:
+            h = layer(h)
         new_state = ()
         if self.cell is not None:
             cell_x = x if self.cell.inputs_depth is not None else None
-            h, new_state = self.cell(h, state, inputs=cell_x, feedback=fb)
-        for fn in self._post:
-            h = fn(h, x)
+            h, new_state = self.cell(h, state or None, inputs=cell_x, feedback=fb)
+        for layer in self.post_ops:
+            h = layer(h, x) if isinstance(layer, node_ops.ResidualAdd) else layer(h)
         return h, tuple(new_state)
 
     def get_config(self):

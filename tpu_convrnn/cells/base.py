@@ -140,7 +140,10 @@ class ConvCell(keras.layers.Layer):
                 raise self._error(f"{what} shape", f"[N, {self.height}, {self.width}, {depth}]",
                                   list(t.shape))
 
-    def call(self, drive, state, inputs=None, feedback=None):
+    def call(self, drive, state=None, inputs=None, feedback=None):
+        """One step: ``(output, new state)``. ``state`` None (or omitted) is the zero state."""
+        if state is None:
+            state = self.get_initial_state(ops.shape(drive)[0])
         self._check_step(drive, state, inputs, feedback)
         return self.step(drive, tuple(state), inputs, feedback)
 

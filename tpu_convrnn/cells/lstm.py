@@ -66,10 +66,11 @@ class LSTMCell(FusedGateCell):
             gates = [self.norms[n](g) for n, g in zip(_GATE_NORMS, gates)]
         i, j, f, o = gates
         f = f + self.forget_bias
-        if self.peep:
-            f = f + self.peep["f"] * c
-            i = i + self.peep["i"] * c
-            o = o + self.peep["o"] * c
+        if self.peep:  # (float32 weights, in the compute dtype like the convs' kernels)
+            w = {g: ops.cast(v, self.compute_dtype) for g, v in self.peep.items()}
+            f = f + w["f"] * c
+            i = i + w["i"] * c
+            o = o + w["o"] * c
         c_new = c * ops.sigmoid(f) + ops.sigmoid(i) * self._act(j)
         if self.norms:
             c_new = self.norms["state"](c_new)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import keras
+from keras import ops
+
 from tpu_convrnn.cells.base import ConvCell
 
 
@@ -29,7 +31,7 @@ class TimeDecayCell(ConvCell):
         return {"h": self.drive_depth}
 
     def step(self, drive, state, inputs, feedback):
-        s = self.memory_decay * state[0] + drive
+        s = ops.cast(self.memory_decay, self.compute_dtype) * state[0] + drive
         return s, (s,)
 
     def get_config(self):
