@@ -42,7 +42,7 @@ DATA = {"debris": "gin/debris.gin", "embedded": "gin/local.gin"}
 
 def with_epsilon(base, eps):
     """``model.cells`` of ``base`` with every cell's ``layer_norm_epsilon`` set to ``eps``."""
-    from tpu_convrnn import zoo
+    from tpu_convrnn.model import zoo
     return {n["name"]: {**n["memory"], "layer_norm_epsilon": eps}
             for n in zoo.released_graph(base)["nodes"] if n.get("memory")}
 

@@ -1,10 +1,10 @@
-"""Depthwise 7x7 convolution, forward + backward, per method of tpu_convrnn.depthwise (JAX).
+"""Depthwise 7x7 convolution, forward + backward, per method of tpu_convrnn.model.depthwise (JAX).
 
     KERAS_BACKEND=jax python bench/depthwise.py [--batch=32] [--dtype=bfloat16]
 
 For the depthwise shapes of rgc_intermediate's median cells at 224 px (conv4's out and cell
 states, conv6, conv7, conv9), times ``loss = sum(depthwise_conv_same(x, k) * r)`` with its
-gradients for x and k, for every method of ``tpu_convrnn.depthwise``: compile time, first call,
+gradients for x and k, for every method of ``tpu_convrnn.model.depthwise``: compile time, first call,
 median of ``--repeats`` timed calls, and the median of the forward pass alone. Also prints XLA's FLOP count of the compiled step (it shows
 the dense C x C rewrite of the native kernel gradient) and the depthwise work itself
 (3 x 2 x N x H x W x C x 49). Last line: the method with the least total time.
@@ -21,8 +21,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
-from tpu_convrnn.depthwise import METHODS, depthwise_conv_same  # noqa: E402
-from tpu_convrnn.flops import compiled_flops  # noqa: E402
+from tpu_convrnn.model.depthwise import METHODS, depthwise_conv_same  # noqa: E402
+from tpu_convrnn.tools.flops import compiled_flops  # noqa: E402
 
 # (name, H = W, channels) of the 7x7 depthwise convs in rgc_intermediate at 224 px
 SHAPES = [("conv4 h", 56, 128), ("conv4 c", 56, 64), ("conv6 h", 28, 256),

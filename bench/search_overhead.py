@@ -32,13 +32,13 @@ sys.path.insert(0, os.path.dirname(HERE))
 def _setup(space_file):
     import gin
 
-    from tpu_convrnn import gin_config
-    from tpu_convrnn.gin_files import parse_gin
+    from tpu_convrnn import gin_bindings
+    from tpu_convrnn.gin_bindings import parse_gin
     gin.clear_config()
     parse_gin([space_file], [])
-    cfg = gin_config.study()
+    cfg = gin_bindings.configurable("study")()
     cfg.heartbeat_interval, cfg.grace_period = 60, 120
-    return gin_config.space(), cfg
+    return gin_bindings.configurable("space")(), cfg
 
 
 def _worker(index, url, space_file, target, out):

@@ -4,10 +4,10 @@
         --precision=bf16 [--resnet50_batch=128] [--baseline=rgc_intermediate_scaffold]
     KERAS_BACKEND=jax python bench/train_step.py ...        # GPU (no TensorFlow needed)
 
-One training step is the library's own (``tpu_convrnn.train.Trainer.step_function`` under
+One training step is the library's own (``tpu_convrnn.training.train.Trainer.step_function`` under
 TensorFlow: the loss, L2 terms, per-element clipping and SGD-Nesterov update of
 gin/recipes/imagenet.gin, at a constant learning rate; under JAX the same loss and clipping from
-``tpu_convrnn.objective`` under ``jax.jit``), on synthetic data, no input pipeline. Each
+``tpu_convrnn.training.objective`` under ``jax.jit``), on synthetic data, no input pipeline. Each
 ConvRNN is timed with work elimination (the execution setting ``eliminate``) on and off in this
 process (``--eliminate``), on one model (the second run continues from the first's weights).
 
@@ -16,7 +16,7 @@ lowering apart from XLA's compile, which includes convolution autotuning on GPU)
 time (after compile: the runtime's own first-execution work, e.g. building cuDNN plans);
 median images/s over ``--repeats`` timed runs of ``--steps`` steps after warm-up, model FLOPs
 per training image (3x the forward FLOPs that are executed and reach the loss, counted from the
-model's own layer shapes by ``tpu_convrnn.flops``: dense, or after elimination at that batch),
+model's own layer shapes by ``tpu_convrnn.tools.flops``: dense, or after elimination at that batch),
 achieved FLOP/s of that executed work, MFU when the device's dense bf16 peak is known, and peak
 memory (JAX: XLA's buffer assignment per compiled step; TensorFlow: the host's max RSS so far).
 ``recurrence_overhead`` = baseline achieved FLOP/s / ConvRNN achieved FLOP/s.
@@ -38,9 +38,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tpu_convrnn  # noqa: E402
-from tpu_convrnn import execution  # noqa: E402
-from tpu_convrnn.depthwise import resolve_method  # noqa: E402
-from tpu_convrnn.flops import count_flops, keras_model_flops, xla_cost_flops  # noqa: E402
+from tpu_convrnn.model import execution  # noqa: E402
+from tpu_convrnn.model.depthwise import resolve_method  # noqa: E402
+from tpu_convrnn.tools.flops import count_flops, keras_model_flops, xla_cost_flops  # noqa: E402
 
 # Dense bf16 peaks (FLOP/s): NVIDIA H100/H200 SXM datasheets; Cloud TPU system architecture.
 PEAKS = {"H100": 989e12, "H200": 989e12, "TPU v4": 275e12, "TPU v5 lite": 197e12,
@@ -84,15 +84,15 @@ def recipe_settings(path=RECIPE):
 def make_step(model, batch, xla=True):
     """Returns (run(x, y) -> loss (blocking), compile(x, y) -> (memory analysis or None, HLO
     counts or None)) for one training step of the library at ``batch`` images: under
-    TensorFlow ``tpu_convrnn.train.Trainer``'s own step (loss, L2 terms, clipping, update)
+    TensorFlow ``tpu_convrnn.training.train.Trainer``'s own step (loss, L2 terms, clipping, update)
     with the ImageNet recipe's optimizer and clipping (gin/recipes/imagenet.gin) at a constant
-    learning rate; under JAX the same loss and clipping (``tpu_convrnn.objective``) and the
+    learning rate; under JAX the same loss and clipping (``tpu_convrnn.training.objective``) and the
     same SGD, differentiated with ``jax.value_and_grad``."""
     recipe = recipe_settings()
     lr = recipe["base_lr"] * batch / recipe["lr_base_batch"]
     if keras.backend.backend() == "jax":
         import jax
-        from tpu_convrnn import objective
+        from tpu_convrnn.training import objective
         opt = keras.optimizers.SGD(lr, momentum=recipe["momentum"],
                                    nesterov=recipe["nesterov"])
         opt.build(model.trainable_variables)
@@ -136,7 +136,7 @@ def make_step(model, batch, xla=True):
     import tempfile
 
     import tensorflow as tf
-    from tpu_convrnn.train import TrainConfig, Trainer
+    from tpu_convrnn.training.train import TrainConfig, Trainer
     cfg = TrainConfig(global_batch=batch, decay="constant", **recipe)
     trainer = Trainer(lambda: model, cfg, tf.distribute.get_strategy(),
                       tempfile.mkdtemp(prefix="train_step_"), log=lambda msg: None)
@@ -233,9 +233,9 @@ def main():
     p.add_argument("--times", type=int, default=0, help="override T (0: the model's)")
     p.add_argument("--remat", action="store_true", help="recompute each node step in backward")
     p.add_argument("--depthwise", default="auto",
-                   help="how the depthwise convs are computed (tpu_convrnn.depthwise methods)")
+                   help="how the depthwise convs are computed (tpu_convrnn.model.depthwise methods)")
     p.add_argument("--fuse_convs", action=argparse.BooleanOptionalAction, default=False,
-                   help="run a cell's convs of one tensor as one convolution (shared_input)")
+                   help="run a cell's convs of one tensor as one convolution (fused_convs)")
     p.add_argument("--compile_cache", default="",
                    help="JAX: persistent compilation cache directory (a second run reuses the "
                    "compiled step, autotuning included)")

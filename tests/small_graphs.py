@@ -2,7 +2,7 @@
 feedback, a time-decay cell and an fc readout."""
 import numpy as np
 
-from tpu_convrnn.graph import ConvRNN
+from tpu_convrnn.model.graph import ConvRNN
 
 S = 8  # image size
 

@@ -9,7 +9,7 @@ import pytest
 
 import tpu_convrnn
 from shared_reference import REFERENCE, make_ckpt_module, vars_table, write_checkpoint
-from tpu_convrnn import tf1_checkpoint
+from tpu_convrnn.model import tf1_checkpoint
 
 PARITY_MODELS = ["rgc_shallow", "lstm_shallow"]
 

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from jax_subprocess import needs_jax, run_under_jax
-from tpu_convrnn import depthwise, execution
-from tpu_convrnn.cells.reciprocal import ReciprocalGatedCell
+from tpu_convrnn.model import depthwise, execution
+from tpu_convrnn.model.cells.reciprocal import ReciprocalGatedCell
 
 # (input shape, kernel size): odd, even and rectangular kernels, maps smaller than the kernel
 CASES = [((2, 9, 11, 5), (7, 7)), ((2, 8, 8, 3), (2, 2)), ((1, 5, 6, 4), (3, 2)),
@@ -95,7 +95,7 @@ def test_cell_gradients_do_not_depend_on_the_method():
 JAX_SCRIPT = r"""
 import numpy as np, jax, keras
 from keras import ops
-from tpu_convrnn import depthwise, execution
+from tpu_convrnn.model import depthwise, execution
 assert depthwise.resolve_method("auto") == "rows"  # JAX on CPU
 rng = np.random.default_rng(0)
 x = rng.normal(size=(2, 9, 7, 6)).astype("float32")

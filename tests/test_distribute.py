@@ -1,7 +1,7 @@
 import pytest
 import tensorflow as tf
 
-from tpu_convrnn import distribute
+from tpu_convrnn.training import distribute
 
 
 @pytest.mark.parametrize("tpu", ["local", "no-such-pod"])

@@ -1,4 +1,4 @@
-"""Exact work elimination in the unroll (tpu_convrnn/unroll_plan.py): the same numbers as the
+"""Exact work elimination in the unroll (tpu_convrnn/model/unroll_plan.py): the same numbers as the
 dense unroll, and batch-1 / shared node-steps exactly where the spec's data flow allows them."""
 import keras
 import numpy as np
@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import tpu_convrnn
 from small_graphs import S, randomize, small_graph
-from tpu_convrnn import execution
+from tpu_convrnn.model import execution
 
 
 def _cases():
@@ -186,17 +186,17 @@ def test_settings_are_not_part_of_the_model(tmp_path):
 
 def test_gin_sets_the_default_when_the_model_is_built():
     import gin
-    from tpu_convrnn import gin_config, main
+    from tpu_convrnn import gin_bindings, main
     gin.clear_config()
     try:
         main.parse_gin(["gin/models/rgc_shallow.gin", "gin/local.gin"],
                        ["execution.eliminate = False"])
-        gin_config.configured_model()
+        gin_bindings.configured_model()
         assert execution.current().eliminate is False
         gin.clear_config()
         main.parse_gin(["gin/models/rgc_shallow.gin"], ["execution.eliminate = 'no'"])
         with pytest.raises(ValueError) as e:
-            gin_config.configured_model()
+            gin_bindings.configured_model()
         assert main.binding_error(e.value) == \
             "execution.eliminate = 'no': expected True or False (an execution setting)"
     finally:

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 from small_graphs import S, small_graph
 
-from tpu_convrnn.evaluate import evaluate, plot_accuracy_over_time, read_metrics, record_metrics
+from tpu_convrnn.training.evaluate import evaluate, plot_accuracy_over_time, read_metrics, record_metrics
 
 
 def _masked_batches(images, labels, batch):

@@ -1,12 +1,13 @@
-"""FLOP counting (tpu_convrnn/flops.py) against hand-computed counts."""
+"""FLOP counting (tpu_convrnn/tools/flops.py) against hand-computed counts."""
 import numpy as np
 import pytest
 from jax_subprocess import needs_jax, run_under_jax
 
 import tpu_convrnn
-from tpu_convrnn import execution, flops
-from tpu_convrnn.flops import count_flops, reaching_steps
-from tpu_convrnn.graph import ConvRNN
+from tpu_convrnn.model import execution
+from tpu_convrnn.tools import flops
+from tpu_convrnn.tools.flops import count_flops, reaching_steps
+from tpu_convrnn.model.graph import ConvRNN
 
 CONV = 2 * 8 * 8 * (3 * 3 * 3) * 4   # 3x3 conv, 3 -> 4 channels, 8x8 output
 FC = 2 * 4 * 7                       # fc 4 -> 7 after global average pooling
@@ -82,8 +83,8 @@ def test_rgc_intermediate_feedback_reaches_through_time():
 
 XLA_SCRIPT = r"""
 import json
-from tpu_convrnn.flops import count_flops, xla_cost_flops
-from tpu_convrnn.graph import ConvRNN
+from tpu_convrnn.tools.flops import count_flops, xla_cost_flops
+from tpu_convrnn.model.graph import ConvRNN
 
 def conv(f, padding, name):
     return {"op": "conv", "filters": f, "kernel_size": 3, "padding": padding, "name": name}

@@ -1,10 +1,10 @@
-"""The unrolled graph (tpu_convrnn/graph.py, node.py) against an independent NumPy unroll."""
+"""The unrolled graph (tpu_convrnn/model/graph.py, node.py) against an independent NumPy unroll."""
 import numpy as np
 import pytest
 
 import numpy_reference as ref
 from small_graphs import S, _conv, randomize, small_graph
-from tpu_convrnn.graph import IMAGENET_MEAN, IMAGENET_STD, ConvRNN
+from tpu_convrnn.model.graph import IMAGENET_MEAN, IMAGENET_STD, ConvRNN
 
 
 def numpy_unroll(w, images, times, image_off, feedback=True):
@@ -102,7 +102,7 @@ def test_building_constructs_each_node_once(monkeypatch):
     """Building must not deep-copy the model: Keras wraps configs assigned to a layer in tracked
     containers that reference the layer, and deep-copying one re-creates every layer built so
     far (through a .keras round trip each), which made building rgc_intermediate seconds slower."""
-    from tpu_convrnn import node as node_lib
+    from tpu_convrnn.model import node as node_lib
     made = []
     init = node_lib.Node.__init__
 
@@ -153,7 +153,7 @@ def test_readout_node_must_exist():
 
 def test_remat_gives_the_same_gradients():
     import tensorflow as tf
-    from tpu_convrnn import execution
+    from tpu_convrnn.model import execution
     model = small_graph()
     randomize(model, seed=9)
     images = np.random.default_rng(10).uniform(0, 1, (2, S, S, 3)).astype("float32")

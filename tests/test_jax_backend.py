@@ -14,7 +14,7 @@ print("OK", y.shape, f["conv6"].shape, bool(np.all(np.isfinite(y))))
 
 # work elimination under jax.jit: the same logits and gradients as the dense unroll
 import jax
-from tpu_convrnn import execution
+from tpu_convrnn.model import execution
 s = tpu_convrnn.build_model("rgc_shallow", width=0.125, image_size=16, grow_image_size=True)
 xs = np.random.default_rng(1).uniform(0, 1, (3, s.image_size, s.image_size, 3)).astype("float32")
 tv = [v.value for v in s.trainable_variables]

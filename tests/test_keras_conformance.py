@@ -7,9 +7,9 @@ import pytest
 from keras.src import testing
 from small_graphs import S, small_graph
 
-from tpu_convrnn.cells import CELLS
-from tpu_convrnn.graph import ConvRNN
-from tpu_convrnn.node import Node
+from tpu_convrnn.model.cells import CELLS
+from tpu_convrnn.model.graph import ConvRNN
+from tpu_convrnn.model.node import Node
 
 N, H, W, I, X = 2, 5, 5, 6, 4
 KWARGS = {

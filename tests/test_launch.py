@@ -74,7 +74,7 @@ def test_setup_copies_and_installs_the_matching_tf_pair_on_every_worker(fake):
     assert scp[:4] == ["compute", "tpus", "tpu-vm", "scp"] and "--worker=all" in scp
     assert scp[5] == "rgc:tpu_convrnn.tar.gz" and os.path.exists(scp[4])
     listed = subprocess.run(["tar", "-tzf", scp[4]], capture_output=True, text=True).stdout
-    assert "setup.py" in listed and "tpu_convrnn/train.py" in listed
+    assert "setup.py" in listed and "tpu_convrnn/training/train.py" in listed
     assert ssh[:5] == ["compute", "tpus", "tpu-vm", "ssh", "rgc"] and "--worker=all" in ssh
     command = _flag(ssh, "--command")
     assert "tensorflow==2.19.1" in command and "tensorflow-tpu==2.19.1" in command

@@ -9,8 +9,10 @@ import gin
 import numpy as np
 import pytest
 
-from tpu_convrnn import main, zoo
-from tpu_convrnn.gin_config import configured_model
+from tpu_convrnn import main
+
+from tpu_convrnn.model import zoo
+from tpu_convrnn.gin_bindings import configured_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIN_MODELS = sorted(glob.glob(os.path.join(REPO, "gin", "models", "*.gin")))
@@ -103,7 +105,7 @@ def test_every_released_model_has_an_experiment():
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: os.path.relpath(p, REPO))
 def test_shipped_gin_file_parses_strictly_and_builds_under_the_local_layer(path):
-    from tpu_convrnn.gin_config import configured_data, configured_train
+    from tpu_convrnn.gin_bindings import configured_data, configured_train
     main.parse_gin([path, os.path.join(REPO, "gin", "local.gin")], [])
     model = configured_model()
     # shallow graphs halve the map 6 times before a 2x2 valid conv: ceil(s / 64) >= 2 -> 72 px

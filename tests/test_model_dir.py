@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tpu_convrnn import model_dir as model_dir_lib
+from tpu_convrnn.training import model_dir as model_dir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--gin_file=gin/models/rgc_shallow.gin", "--gin_file=gin/local.gin",

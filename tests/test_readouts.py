@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tpu_convrnn.readouts import KINDS, Readout
+from tpu_convrnn.model.readouts import KINDS, Readout
 
 
 def softmax(z):

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from tpu_convrnn.schedules import WarmupDecay, scaled_learning_rate
+from tpu_convrnn.training.schedules import WarmupDecay, scaled_learning_rate
 
 
 def reference(step, peak, warmup, total, decay, boundaries=(0.3, 0.6, 0.8), factor=0.1):

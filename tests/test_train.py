@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 from small_graphs import S, small_graph
 
-from tpu_convrnn.objective import cross_entropy
-from tpu_convrnn.train import TrainConfig, Trainer, TrainingDiverged
+from tpu_convrnn.training.objective import cross_entropy
+from tpu_convrnn.training.train import TrainConfig, Trainer, TrainingDiverged
 
 RUNS = os.path.join(os.path.dirname(__file__), "train_runs.py")
 
@@ -214,7 +214,7 @@ def test_cross_entropy_with_label_smoothing_matches_numpy():
 
 
 def test_gradient_clipping_by_value_and_by_global_norm():
-    from tpu_convrnn.objective import clip
+    from tpu_convrnn.training.objective import clip
     rng = np.random.default_rng(1)
     grads = [rng.normal(0, 3, (4, 3)).astype(np.float32), rng.normal(0, 3, 5).astype(np.float32)]
     norm = np.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in grads))

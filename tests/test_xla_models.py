@@ -15,7 +15,7 @@ import tensorflow as tf
 
 import tpu_convrnn
 from small_graphs import S, randomize, small_graph
-from tpu_convrnn.readouts import KINDS
+from tpu_convrnn.model.readouts import KINDS
 
 READOUT_VARIANTS = ("rgc_intermediate_tmaxconf", "rgc_intermediate_dthresh",
                     "rgc_intermediate_t22_tmaxconf", "ugrnn_intermediate_t30_tmaxconf",

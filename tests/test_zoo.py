@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from tpu_convrnn import build_model, zoo
+from tpu_convrnn import build_model
+
+from tpu_convrnn.model import zoo
 
 # Spec §6.1, typed in again here (not read from zoo.PARAM_COUNTS) so the table itself is checked.
 SPEC_COUNTS = {

@@ -22,7 +22,7 @@ if sys.argv[1] == "replicas":  # must happen before TensorFlow initialises its d
 
 from small_graphs import S, small_graph  # noqa: E402
 
-from tpu_convrnn.train import TrainConfig, Trainer  # noqa: E402
+from tpu_convrnn.training.train import TrainConfig, Trainer  # noqa: E402
 
 GLOBAL_BATCH = 8
 
@@ -69,7 +69,7 @@ def replicas(out):
 def worker(model_dir, steps="4"):
     """A few steps under MultiWorkerMirroredStrategy (TF_CONFIG from the environment)."""
     from tpu_convrnn.data.sources import DataConfig
-    from tpu_convrnn.experiment import train_and_evaluate
+    from tpu_convrnn.training.experiment import train_and_evaluate
     cfg = TrainConfig(global_batch=GLOBAL_BATCH, train_steps=int(steps), base_lr=0.1,
                       steps_per_loop=2, checkpoint_every=2 if steps == "4" else 10_000)
     result = train_and_evaluate("train", model_dir, small_graph,

@@ -11,8 +11,8 @@ Model code uses Keras layers and ``keras.ops`` only, so it runs under Keras' Ten
 __version__ = "0.1.0"
 
 from tpu_convrnn.features import extract_features  # noqa: E402
-from tpu_convrnn.graph import ConvRNN  # noqa: E402
-from tpu_convrnn.models import build_model, load_model  # noqa: E402
-from tpu_convrnn.zoo import RELEASED_MODELS  # noqa: E402
+from tpu_convrnn.model.graph import ConvRNN  # noqa: E402
+from tpu_convrnn.model.builders import build_model, load_model  # noqa: E402
+from tpu_convrnn.model.zoo import RELEASED_MODELS  # noqa: E402
 
 __all__ = ["ConvRNN", "RELEASED_MODELS", "build_model", "extract_features", "load_model"]

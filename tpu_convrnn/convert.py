@@ -2,14 +2,14 @@
 
     python -m tpu_convrnn.convert --model=rgc_shallow --checkpoint=PREFIX --output=rgc_shallow.keras
 
-The mapping and its checks are ``tpu_convrnn.tf1_checkpoint``; ``load_model(name,
+The mapping and its checks are ``tpu_convrnn.model.tf1_checkpoint``; ``load_model(name,
 checkpoint=PREFIX)`` reads a TF1 checkpoint from Python.
 """
 from __future__ import annotations
 
 import sys
 
-from tpu_convrnn.tf1_checkpoint import expected_constants, load_tf1_checkpoint
+from tpu_convrnn.model.tf1_checkpoint import expected_constants, load_tf1_checkpoint
 
 
 def main(argv=None):
@@ -24,7 +24,7 @@ def main(argv=None):
     def _run(_):
         import os
 
-        from tpu_convrnn.models import load_model
+        from tpu_convrnn.model.builders import load_model
         folder = os.path.dirname(os.path.abspath(FLAGS.output))
         try:  # the cheap checks first, then the model and the checkpoint
             if not FLAGS.output.endswith(".keras"):

@@ -9,8 +9,8 @@ r"""tpu_convrnn's command line.
         --checkpoint=rgc_shallow.keras --stimuli=stimuli/ --layers=conv3,conv4,conv5 \
         --output=features.npz
 
-gin configures the model (``model.*``: see ``tpu_convrnn.models.build_model`` and
-``zoo.graph_config``), the recipe (``train.*``: ``tpu_convrnn.train.TrainConfig``) and the data
+gin configures the model (``model.*``: see ``tpu_convrnn.model.builders.build_model`` and
+``zoo.graph_config``), the recipe (``train.*``: ``tpu_convrnn.training.train.TrainConfig``) and the data
 (``data.*``: ``tpu_convrnn.data.sources.DataConfig``); flags choose what to do with them.
 A restart with the same --model_dir resumes from its newest checkpoint.
 """
@@ -53,7 +53,7 @@ flags.DEFINE_boolean("original_window", False, "features mode: return conv_l fro
                      "the original model_func did (default: every step from t=0).")
 FLAGS = flags.FLAGS
 
-from tpu_convrnn.gin_files import REPO_ROOT, binding_error, parse_gin  # noqa: E402,F401
+from tpu_convrnn.gin_bindings import REPO_ROOT, binding_error, parse_gin  # noqa: E402,F401
 
 
 def write_configs(model_dir, chief=True):
@@ -74,11 +74,11 @@ def write_configs(model_dir, chief=True):
 
 
 def run_training(mode):
-    from tpu_convrnn import gin_config
-    from tpu_convrnn.experiment import train_and_evaluate
+    from tpu_convrnn import gin_bindings
+    from tpu_convrnn.training.experiment import train_and_evaluate
     result = train_and_evaluate(
-        mode, FLAGS.model_dir, gin_config.configured_model, gin_config.configured_data(),
-        gin_config.configured_train(), tpu=FLAGS.tpu,
+        mode, FLAGS.model_dir, gin_bindings.configured_model, gin_bindings.configured_data(),
+        gin_bindings.configured_train(), tpu=FLAGS.tpu,
         on_start=lambda trainer: write_configs(FLAGS.model_dir, trainer.chief))
     print(f"{mode}: {result['status']} at step {result['step']}")
     return 0
@@ -87,10 +87,10 @@ def run_training(mode):
 def run_mode(mode):
     import gin
 
-    from tpu_convrnn import gin_config
+    from tpu_convrnn import gin_bindings
     if mode in ("train", "eval", "train_and_eval"):
         return run_training(mode)
-    model = gin_config.configured_model()
+    model = gin_bindings.configured_model()
     if FLAGS.model_dir:
         os.makedirs(FLAGS.model_dir, exist_ok=True)
         with open(os.path.join(FLAGS.model_dir, "operative_config.gin"), "w") as f:
@@ -108,7 +108,7 @@ def run_mode(mode):
     if not FLAGS.stimuli:
         raise ValueError("--mode=features needs --stimuli")
     if FLAGS.checkpoint:
-        from tpu_convrnn.models import load_into
+        from tpu_convrnn.model.builders import load_into
         load_into(model, FLAGS.checkpoint)
     images, ids = load_stimuli(FLAGS.stimuli, size=model.image_size)
     with Progress(len(images), "features") as bar:

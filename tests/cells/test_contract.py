@@ -1,4 +1,4 @@
-"""The calling contract every cell follows (tpu_convrnn/cells/base.py): state structure, zero
+"""The calling contract every cell follows (tpu_convrnn/model/cells/base.py): state structure, zero
 state, config round trip, mixed_bfloat16, XLA, and clear errors."""
 import keras
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from harness import assert_close, random_inputs, unroll
-from tpu_convrnn.cells import CELLS, make_cell
+from tpu_convrnn.model.cells import CELLS, make_cell
 
 N, H, W, I, X = 2, 5, 5, 6, 4
 

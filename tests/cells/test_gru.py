@@ -3,7 +3,7 @@ import pytest
 
 import numpy_reference as ref
 from harness import assert_close, randomize, random_inputs, unroll, weight
-from tpu_convrnn.cells import GRUCell
+from tpu_convrnn.model.cells import GRUCell
 
 
 def test_matches_numpy():

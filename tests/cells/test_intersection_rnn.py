@@ -3,7 +3,7 @@ import pytest
 
 import numpy_reference as ref
 from harness import assert_close, randomize, random_inputs, unroll, weight
-from tpu_convrnn.cells import IntersectionRNNCell
+from tpu_convrnn.model.cells import IntersectionRNNCell
 
 
 def test_matches_numpy_output_is_not_state():

@@ -3,7 +3,7 @@ import pytest
 
 import numpy_reference as ref
 from harness import assert_close, randomize, random_inputs, unroll, weight
-from tpu_convrnn.cells import LSTMCell
+from tpu_convrnn.model.cells import LSTMCell
 
 
 @pytest.mark.parametrize("layer_norm,peepholes,k", [

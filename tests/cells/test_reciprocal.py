@@ -3,7 +3,7 @@ import pytest
 
 import numpy_reference as ref
 from harness import assert_close, randomize, random_inputs, unroll, weight
-from tpu_convrnn.cells import MEDIAN_CONFIG, MedianReciprocalGatedCell, ReciprocalGatedCell
+from tpu_convrnn.model.cells import MEDIAN_CONFIG, MedianReciprocalGatedCell, ReciprocalGatedCell
 
 N, H, W = 2, 5, 5
 

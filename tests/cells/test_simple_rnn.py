@@ -3,7 +3,7 @@ import pytest
 
 import numpy_reference as ref
 from harness import assert_close, randomize, random_inputs, unroll, weight
-from tpu_convrnn.cells import SimpleRNNCell
+from tpu_convrnn.model.cells import SimpleRNNCell
 
 
 @pytest.mark.parametrize("layer_norm", [False, True])

@@ -1,7 +1,7 @@
 import numpy as np
 
 from harness import assert_close, randomize, random_inputs, unroll, weight
-from tpu_convrnn.cells import TimeDecayCell
+from tpu_convrnn.model.cells import TimeDecayCell
 
 
 def test_matches_numpy_leak():

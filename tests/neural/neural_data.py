@@ -2,7 +2,7 @@
 import numpy as np
 from small_graphs import S, small_graph
 
-from tpu_convrnn.graph import ConvRNN
+from tpu_convrnn.model.graph import ConvRNN
 from tpu_convrnn.neural.benchmark import model_features
 from tpu_convrnn.neural.synthetic import planted_trials
 

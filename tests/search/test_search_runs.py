@@ -12,7 +12,7 @@ import time
 import optuna
 import pytest
 
-from tpu_convrnn.gin_files import REPO_ROOT
+from tpu_convrnn.gin_bindings import REPO_ROOT
 from tpu_convrnn.search import study as study_lib
 from tpu_convrnn.search.local_postgres import LocalPostgres, bin_dir
 

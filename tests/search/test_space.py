@@ -4,11 +4,13 @@ import os
 import optuna
 import pytest
 
-from tpu_convrnn import models, zoo
-from tpu_convrnn.gin_files import REPO_ROOT
+from tpu_convrnn.model import builders
+
+from tpu_convrnn.model import zoo
+from tpu_convrnn.gin_bindings import REPO_ROOT
 from tpu_convrnn.search import candidate, config, references, report, sample, study
 from tpu_convrnn.search.__main__ import main
-from tpu_convrnn.train import TrainConfig
+from tpu_convrnn.training.train import TrainConfig
 
 SMALL = os.path.join(REPO_ROOT, "gin", "search", "small.gin")
 MEDIAN = os.path.join(REPO_ROOT, "gin", "search", "median_cell.gin")
@@ -17,11 +19,11 @@ MEDIAN = os.path.join(REPO_ROOT, "gin", "search", "median_cell.gin")
 def _space(path, *extra):
     import gin
 
-    from tpu_convrnn import gin_config
-    from tpu_convrnn.gin_files import parse_gin
+    from tpu_convrnn import gin_bindings
+    from tpu_convrnn.gin_bindings import parse_gin
     gin.clear_config()
     parse_gin([path], list(extra))
-    return gin_config.space(), gin_config.study()
+    return gin_bindings.configurable("space")(), gin_bindings.configurable("study")()
 
 
 def _gin(tmp_path, *lines):
@@ -113,7 +115,7 @@ def test_parameters_become_edges_cells_and_tied_multipliers():
 
 
 def _built(base, bindings, size):
-    return models.build_model(base, cells=bindings["model.cells"],
+    return builders.build_model(base, cells=bindings["model.cells"],
                               add_edges=bindings["model.add_edges"],
                               remove_edges=bindings["model.remove_edges"], image_size=size)
 
@@ -123,7 +125,7 @@ def test_the_median_reference_is_the_released_rgc_intermediate():
     recipe = TrainConfig(base_lr=0.03, clip_value=0.32)  # gin/recipes/imagenet.gin's values
     params = references.reference_params(space, recipe)["median_rgc"]
     model = _built("rgc_intermediate", sample.bindings(space, params), 64)
-    released = models.build_model("rgc_intermediate", image_size=64)
+    released = builders.build_model("rgc_intermediate", image_size=64)
     assert model.count_params() == zoo.PARAM_COUNTS["rgc_intermediate"]
     assert candidate.architecture_hash(model) == candidate.architecture_hash(released)
 
@@ -132,7 +134,7 @@ def test_the_shallow_reference_is_the_released_rgc_shallow_cell():
     space, _ = _space(SMALL, "space.trial_bindings = []")
     params = references.reference_params(space, TrainConfig())["shallow_rgc_cell"]
     model = _built("rgc_shallow", sample.bindings(space, params), 72)
-    released = models.build_model("rgc_shallow", image_size=72)
+    released = builders.build_model("rgc_shallow", image_size=72)
     assert model.count_params() == zoo.PARAM_COUNTS["rgc_shallow"]
     assert candidate.architecture_hash(model) == candidate.architecture_hash(released)
     # and the hash sees a change of one argument

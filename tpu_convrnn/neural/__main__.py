@@ -67,14 +67,14 @@ def _layers_arg(pairs, mapping):
 def _features_from_model(assembly, layers, candidates):
     import numpy as np
 
-    from tpu_convrnn import gin_config
-    from tpu_convrnn.gin_files import parse_gin
-    from tpu_convrnn.models import load_into
+    from tpu_convrnn import gin_bindings
+    from tpu_convrnn.gin_bindings import parse_gin
+    from tpu_convrnn.model.builders import load_into
     from tpu_convrnn.neural.benchmark import model_features
     from tpu_convrnn.progress import Progress
     from tpu_convrnn.stimuli import load_stimuli
     parse_gin(FLAGS.gin_file, FLAGS.gin_param + [f"model.presentation = '{FLAGS.presentation}'"])
-    model = gin_config.configured_model()
+    model = gin_bindings.configured_model()
     if FLAGS.checkpoint:
         load_into(model, FLAGS.checkpoint)
     images, ids = load_stimuli(FLAGS.stimuli, size=model.image_size)

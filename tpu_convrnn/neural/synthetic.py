@@ -54,7 +54,7 @@ def make_demo(output: str, num_stimuli: int = 200, sites: int = 16, noise: float
     import xarray as xr
 
     from tpu_convrnn.data.embedded import _load_arrays
-    from tpu_convrnn.models import build_model
+    from tpu_convrnn.model.builders import build_model
     from tpu_convrnn.neural.benchmark import model_features
 
     digits, labels, _ = _load_arrays()

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 
-from tpu_convrnn.gin_files import REPO_ROOT
+from tpu_convrnn.gin_bindings import REPO_ROOT
 from tpu_convrnn.search.config import plain
 
 # Keys of a cell's config that say how it is computed or named, not what it computes.
@@ -68,12 +68,12 @@ def parse_trial_gin(path: str, params=()):
     """(model_fn, TrainConfig, DataConfig) of a gin file, parsed afresh."""
     import gin
 
-    from tpu_convrnn import gin_config
-    from tpu_convrnn.gin_files import parse_gin
+    from tpu_convrnn import gin_bindings
+    from tpu_convrnn.gin_bindings import parse_gin
     gin.clear_config()
     parse_gin([path], list(params))
-    return gin_config.configured_model, gin_config.configured_train(), \
-        gin_config.configured_data()
+    return gin_bindings.configured_model, gin_bindings.configured_train(), \
+        gin_bindings.configured_data()
 
 
 def inspect_gin(path: str, filters_fit_maps: bool = True) -> dict:
@@ -81,7 +81,7 @@ def inspect_gin(path: str, filters_fit_maps: bool = True) -> dict:
     gin describes; ``Rejected`` if it cannot be built."""
     import keras
 
-    from tpu_convrnn import flops
+    from tpu_convrnn.tools import flops
     try:
         model_fn, _, _ = parse_trial_gin(path)
         model = model_fn()
@@ -122,7 +122,7 @@ def canonical_cell(cell) -> dict | None:
     ``MedianReciprocalGatedCell`` is a ``ReciprocalGatedCell`` with other defaults."""
     if cell is None:
         return None
-    from tpu_convrnn.cells import ConvCell
+    from tpu_convrnn.model.cells import ConvCell
     generic = next(c for c in type(cell).__mro__ if ConvCell in c.__bases__)
     cfg = {k: v for k, v in cell.get_config().items() if k not in _NOT_MATH}
     return {"class": generic.__name__, **cfg}

@@ -7,7 +7,7 @@ A *knob* is one searched quantity, written in a space file as a tuple::
     ('choice', [a, b, ...])       ('bool',)
 
 Any other value fixes the argument without searching it. Cell knobs are arguments of the cell
-class (``tpu_convrnn.cells``) plus ``init_scale`` (the VarianceScaling scale of its kernels);
+class (``tpu_convrnn.model.cells``) plus ``init_scale`` (the VarianceScaling scale of its kernels);
 with ``tie_multipliers`` a ``tau_offset`` / ``gate_offset`` knob also sets the multiplier to
 minus the offset, as in the released median cell. Feedback knobs (``feedback_entry``,
 ``feedback_filter_size``, ``feedback_depth_separable``, ``feedback_activation``) are searched
@@ -100,8 +100,8 @@ class SearchSpace:
     def check(self, where=None):
         """Errors that need no model, naming the space file and line (``where(field, token)``
         gives "file:line" of a binding, see ``locate``)."""
-        from tpu_convrnn import zoo
-        from tpu_convrnn.cells import CELLS
+        from tpu_convrnn.model import zoo
+        from tpu_convrnn.model.cells import CELLS
         at = where or (lambda field, token=None: "the space")
 
         def fail(field, token, msg):
@@ -136,7 +136,7 @@ class SearchSpace:
             if name not in FEEDBACK_KNOBS:
                 fail("feedback", name, f"unknown feedback knob {name!r} (knobs: "
                      f"{', '.join(FEEDBACK_KNOBS)})")
-        from tpu_convrnn.train import TrainConfig
+        from tpu_convrnn.training.train import TrainConfig
         train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
         for name in self.train:
             if name not in train_fields:
@@ -172,7 +172,7 @@ class SearchSpace:
 
 
 def _cell_arguments(cls) -> set:
-    from tpu_convrnn.cells import cell_arguments
+    from tpu_convrnn.model.cells import cell_arguments
     return cell_arguments(cls) - {"name", "dtype", "trainable"}
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import inspect
 
-from tpu_convrnn import zoo
-from tpu_convrnn.cells import MEDIAN_CONFIG, ReciprocalGatedCell
+from tpu_convrnn.model import zoo
+from tpu_convrnn.model.cells import MEDIAN_CONFIG, ReciprocalGatedCell
 from tpu_convrnn.search import sample
 from tpu_convrnn.search.config import SearchSpace
 

@@ -14,7 +14,7 @@ turns params into the ``model.*`` / ``train.*`` values a trial's gin file binds.
 """
 from __future__ import annotations
 
-from tpu_convrnn import zoo
+from tpu_convrnn.model import zoo
 from tpu_convrnn.search.config import SearchSpace
 from tpu_convrnn.search.knobs import Knob
 

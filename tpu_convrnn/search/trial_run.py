@@ -36,7 +36,7 @@ def finished_metrics(model_dir: str, steps: int) -> dict | None:
     """The metrics of the rung's final checkpoint, if already evaluated."""
     import tensorflow as tf
 
-    from tpu_convrnn.evaluate import METRICS_FILE
+    from tpu_convrnn.training.evaluate import METRICS_FILE
     path = f"{model_dir}/eval/{METRICS_FILE}"
     if not tf.io.gfile.exists(path):
         return None
@@ -56,22 +56,22 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from absl import logging
     logging.set_verbosity(logging.WARNING)
-    from tpu_convrnn import gin_config
-    from tpu_convrnn.experiment import train_and_evaluate
-    from tpu_convrnn.gin_files import parse_gin
-    from tpu_convrnn.train import TrainingDiverged
+    from tpu_convrnn import gin_bindings
+    from tpu_convrnn.training.experiment import train_and_evaluate
+    from tpu_convrnn.gin_bindings import parse_gin
+    from tpu_convrnn.training.train import TrainingDiverged
     try:
         settings = budget_settings(args.steps, args.warmup_fraction, args.checkpoint_every)
         parse_gin([args.gin_file], [f"{k} = {v}" for k, v in settings.items()])
-        data, cfg = gin_config.configured_data(), gin_config.configured_train()
-        result = train_and_evaluate("train", args.model_dir, gin_config.configured_model, data,
+        data, cfg = gin_bindings.configured_data(), gin_bindings.configured_train()
+        result = train_and_evaluate("train", args.model_dir, gin_bindings.configured_model, data,
                                     cfg, tpu=args.tpu)
         if result["status"] == "preempted":
             return PREEMPTED
         if finished_metrics(args.model_dir, args.steps) is None:
             # (its restore of the final checkpoint is no resume: keep that line out of the log)
             # (the rung's final checkpoint only: eval_missing=False)
-            train_and_evaluate("eval", args.model_dir, gin_config.configured_model, data, cfg,
+            train_and_evaluate("eval", args.model_dir, gin_bindings.configured_model, data, cfg,
                                tpu=args.tpu, eval_missing=False,
                                log=lambda msg: None if msg.startswith("resumed from")
                                else print(msg, flush=True))

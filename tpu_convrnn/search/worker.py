@@ -26,7 +26,7 @@ import time
 from tpu_convrnn.search import candidate, sample
 from tpu_convrnn.search.study import origin_number
 from tpu_convrnn.search.trial_run import DIVERGED, PREEMPTED, budget_settings, finished_metrics
-from tpu_convrnn.train import format_hms
+from tpu_convrnn.training.train import format_hms
 
 # Child lines echoed to the worker's console (the rest goes to the trial's log only).
 _ECHO = ("step ", "resumed from", "eval at", "error", "checkpoint ")

@@ -4,14 +4,14 @@
 ``image_off``, ``readout``) of a released model; ``graph_config(...)`` starts from one and applies
 overrides (cells per layer, depths, feedback edges, T, presentation, readout), which is what gin
 files configure. Sublayers carry the original's scope names (``pre_0``, ``post_0``,
-``ConvLSTMCell``, ...) so original checkpoints map onto them (``tpu_convrnn.tf1_checkpoint``).
+``ConvLSTMCell``, ...) so original checkpoints map onto them (``tpu_convrnn.model.tf1_checkpoint``).
 """
 from __future__ import annotations
 
 import copy
 
-from tpu_convrnn.cells import CELLS, LSTM_SHALLOW
-from tpu_convrnn.node import VARIANCE_SCALING
+from tpu_convrnn.model.cells import CELLS, LSTM_SHALLOW
+from tpu_convrnn.model.node_ops import VARIANCE_SCALING
 
 WD = 1e-4
 READOUT_INIT = {"class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 0.01}}

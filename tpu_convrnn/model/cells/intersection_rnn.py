@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tpu_convrnn.cells.gated import FusedGateCell
+from tpu_convrnn.model.cells.gated import FusedGateCell
 
 
 @keras.saving.register_keras_serializable(package="tpu_convrnn")

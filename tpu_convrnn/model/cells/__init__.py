@@ -1,20 +1,20 @@
 """The recurrent cell library: one Keras layer per cell type, one call per time step.
 
-See ``tpu_convrnn.cells.base`` for the calling contract. ``make_cell(kind, **kwargs)`` builds a
+See ``tpu_convrnn.model.cells.base`` for the calling contract. ``make_cell(kind, **kwargs)`` builds a
 cell from its registry name, which is what graph configs (and gin files) refer to.
 """
 import difflib
 import inspect
 
-from tpu_convrnn.cells.base import ConvCell
-from tpu_convrnn.cells.gru import GRUCell
-from tpu_convrnn.cells.intersection_rnn import IntersectionRNNCell
-from tpu_convrnn.cells.lstm import LSTMCell
-from tpu_convrnn.cells.reciprocal import MedianReciprocalGatedCell, ReciprocalGatedCell
-from tpu_convrnn.cells.searched import LSTM_SHALLOW, MEDIAN_CONFIG
-from tpu_convrnn.cells.simple_rnn import SimpleRNNCell
-from tpu_convrnn.cells.time_decay import TimeDecayCell
-from tpu_convrnn.cells.ugrnn import UGRNNCell
+from tpu_convrnn.model.cells.base import ConvCell
+from tpu_convrnn.model.cells.gru import GRUCell
+from tpu_convrnn.model.cells.intersection_rnn import IntersectionRNNCell
+from tpu_convrnn.model.cells.lstm import LSTMCell
+from tpu_convrnn.model.cells.reciprocal import MedianReciprocalGatedCell, ReciprocalGatedCell
+from tpu_convrnn.model.cells.searched import LSTM_SHALLOW, MEDIAN_CONFIG
+from tpu_convrnn.model.cells.simple_rnn import SimpleRNNCell
+from tpu_convrnn.model.cells.time_decay import TimeDecayCell
+from tpu_convrnn.model.cells.ugrnn import UGRNNCell
 
 CELLS = {
     "time_decay": TimeDecayCell,

@@ -11,7 +11,7 @@ however an execution setting computes them (depthwise by shifts, convs fused).
 Over the unroll every node could run at every step, but only part of that work can reach the
 readout window ``[start, T)``: node ``n`` at step ``t`` feeds its targets at ``t + 1`` and, if it
 has a cell, itself at ``t + 1``. ``count_flops`` counts the node-steps of the unroll's plan
-(``tpu_convrnn.unroll_plan``, which walks this time-unrolled graph back from the readout steps)
+(``tpu_convrnn.model.unroll_plan``, which walks this time-unrolled graph back from the readout steps)
 densely and after work elimination, beside the count of every node at every step; a training
 step is taken as 3x the forward FLOPs.
 """
@@ -60,7 +60,7 @@ def node_flops(model) -> dict:
 
 def reaching_steps(model) -> dict:
     """{node: set of steps t whose output can reach the readout window}: the node-steps of the
-    dense unroll's plan (``tpu_convrnn.unroll_plan``, which computes only those)."""
+    dense unroll's plan (``tpu_convrnn.model.unroll_plan``, which computes only those)."""
     reach = {n: set() for n in model.node_names}
     for s in model.plan(eliminate=False).computed():
         reach[s.node].add(s.t)

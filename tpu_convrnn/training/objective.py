@@ -1,4 +1,4 @@
-"""The training objective, in ``keras.ops`` only: what ``tpu_convrnn.train`` minimises, and what
+"""The training objective, in ``keras.ops`` only: what ``tpu_convrnn.training.train`` minimises, and what
 a benchmark under any Keras backend times.
 
 Per replica: the softmax cross-entropy (optional label smoothing) of the logits at the loss

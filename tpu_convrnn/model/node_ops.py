@@ -1,6 +1,6 @@
 """The ops of a graph node's pre- and post-memory stacks, each one Keras layer.
 
-``op_layer(op, where, dtype)`` turns one plain-data op (see ``tpu_convrnn.node``) into the layer
+``op_layer(op, where, dtype)`` turns one plain-data op (see ``tpu_convrnn.model.node``) into the layer
 that computes it: ``Conv2D`` / ``Dense`` (with the op's activation), ``MaxPooling2D``,
 ``GlobalAveragePooling2D``, ``Activation`` for the pointwise ops, and ``ResidualAdd``. Shapes come
 from the layers themselves (``output_shape``, Keras' ``compute_output_shape``, which answers before
@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tpu_convrnn import ops as cr_ops
+from tpu_convrnn.model import tf1_ops
 
 POINTWISE = ("elu", "relu", "sigmoid", "tanh", "identity")
 KINDS = ("conv", "fc", "maxpool", "gap", "residual_add") + POINTWISE
@@ -36,10 +36,10 @@ def op_layer(op: dict, where: str, dtype=None) -> keras.layers.Layer:
     kind, name = op["op"], op.get("name")
     if kind in ("conv", "fc"):
         wd = op.get("weight_decay", 0.0)
-        act = cr_ops.get_activation(op.get("activation"), where)  # (checks the name)
+        act = tf1_ops.get_activation(op.get("activation"), where)  # (checks the name)
         common = dict(kernel_initializer=op.get("kernel_initializer", VARIANCE_SCALING),
                       bias_initializer=op.get("bias_initializer", "zeros"),
-                      kernel_regularizer=cr_ops.tf1_l2(wd), bias_regularizer=cr_ops.tf1_l2(wd),
+                      kernel_regularizer=tf1_ops.tf1_l2(wd), bias_regularizer=tf1_ops.tf1_l2(wd),
                       activation=None if op.get("activation") in (None, "identity", "linear")
                       else act,
                       name=name, dtype=dtype)
@@ -58,7 +58,7 @@ def op_layer(op: dict, where: str, dtype=None) -> keras.layers.Layer:
         if not where.endswith("post"):
             raise ValueError(f"{where}: residual_add is a post-memory op")
         return ResidualAdd(name=name or "residual", dtype=dtype)
-    return keras.layers.Activation(cr_ops.get_activation(kind), name=name, dtype=dtype)
+    return keras.layers.Activation(tf1_ops.get_activation(kind), name=name, dtype=dtype)
 
 
 def output_shape(layer, shape, where: str) -> tuple:
@@ -100,7 +100,7 @@ class ResidualAdd(keras.layers.Layer):
 
     def call(self, t, x):
         r = x if self.kernel is None else ops.conv(x, self.kernel, padding="same")
-        return t + cr_ops.resize_bilinear_aligned(r, (int(t.shape[1]), int(t.shape[2])))
+        return t + tf1_ops.resize_bilinear_aligned(r, (int(t.shape[1]), int(t.shape[2])))
 
     def compute_output_shape(self, t_shape, x_shape=None):
         return tuple(t_shape)

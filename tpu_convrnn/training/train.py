@@ -4,7 +4,7 @@
     trainer.train(lambda seed: data.train_fn(224, cfg.global_batch, seed))
 
 Per step, on every replica: the model runs all T steps and the loss of
-``tpu_convrnn.objective`` (cross-entropy at the loss steps over the global batch, plus the
+``tpu_convrnn.training.objective`` (cross-entropy at the loss steps over the global batch, plus the
 model's L2 terms); gradients are summed across replicas, optionally clipped (by value, or by
 global norm), then applied by SGD with (Nesterov) momentum under a warmup + cosine/step
 schedule scaled by the global batch.
@@ -25,20 +25,17 @@ State and faults:
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
-import signal
-import threading
 import time
 
 import keras
 import tensorflow as tf
 
-from tpu_convrnn import distribute, objective
-from tpu_convrnn.checkpoints import CHECKPOINT_SUBDIR, TrainingCheckpoints
-from tpu_convrnn.schedules import WarmupDecay, scaled_learning_rate
+from tpu_convrnn.training import distribute, objective
+from tpu_convrnn.training.checkpoints import CHECKPOINT_SUBDIR, TrainingCheckpoints
+from tpu_convrnn.training.preemption import Preemption
+from tpu_convrnn.training.schedules import WarmupDecay, scaled_learning_rate
 
 
 @dataclasses.dataclass
@@ -115,9 +112,7 @@ class Trainer:
             if self.chief else tf.summary.create_noop_writer()
         self._loop = None
         self._input = None  # (dataset_fn, step it continues from, iterator)
-        self._preempted = False
-        self._any_host = distribute.any_host(strategy)
-        self._guarded = False
+        self.preemption = Preemption(strategy, self.log)
         self.heartbeat = None  # called after every loop (the model dir lock's refresh)
         self.history = []  # (step, mean loss of the loop that ended there)
 
@@ -145,48 +140,22 @@ class Trainer:
 
     @property
     def preempted(self) -> bool:
-        return self._preempted
+        """SIGTERM arrived (here, or on another host as of the last ``stop_requested``)."""
+        return self.preemption.requested
 
     def stop_requested(self) -> bool:
-        """Whether SIGTERM reached this host or (a collective: all hosts call it together,
-        e.g. before each evaluation batch) any other."""
-        self._agree_on_preemption()
-        return self._preempted
+        """Whether SIGTERM reached this host or any other: a collective with several hosts
+        (all call it together, e.g. before each evaluation batch)."""
+        return self.preemption.agree()
 
-    @contextlib.contextmanager
     def sigterm_guard(self):
-        """While inside, SIGTERM sets ``preempted`` (the loop saves and stops after the
-        current loop of steps) instead of killing the process."""
-        if self._guarded or not _in_main_thread():
-            yield
-            return
-        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        # Python runs the handler only when the training loop's tf.function returns; the
-        # wakeup fd is written the moment the signal arrives, so a thread can time it.
-        read_fd, write_fd = os.pipe()
-        os.set_blocking(write_fd, False)
-        previous_fd = signal.set_wakeup_fd(write_fd)
-        watcher = threading.Thread(target=self._watch_signals, args=(read_fd,), daemon=True)
-        watcher.start()
-        self._guarded = True
-        try:
-            yield
-        finally:
-            signal.set_wakeup_fd(previous_fd)
-            signal.signal(signal.SIGTERM, previous)
-            os.close(write_fd)
-            self._guarded = False
+        """While inside, SIGTERM makes the loop save and stop after the current loop of steps
+        instead of killing the process."""
+        return self.preemption.guard()
 
-    def _watch_signals(self, read_fd):
-        try:
-            while True:
-                data = os.read(read_fd, 16)
-                if not data:
-                    return
-                if signal.SIGTERM in data and not hasattr(self, "_sigterm_at"):
-                    self._sigterm_at = time.monotonic()
-        finally:
-            os.close(read_fd)
+    def sigterm_delay(self) -> str:
+        """Seconds since the SIGTERM, for the exit message."""
+        return self.preemption.delay()
 
     # ------------------------------------------------------------------ one step
     def _step_fn(self, batch):
@@ -268,12 +237,12 @@ class Trainer:
                     self.history.append((self.step, mean_loss))
                     self._report(mean_loss, n, dt, step0, t_start, max(target,
                                                                        cfg.train_steps))
-                    self._agree_on_preemption()
+                    preempted = self.stop_requested()
                     if self.step % self.save_interval == 0 or self.step >= target or \
-                            self._preempted:
+                            preempted:
                         path = self.checkpoints.save(self.step)
                         self.log(f"step {self.step}: saved checkpoint {path}")
-                        if self._preempted:
+                        if preempted:
                             self.log(f"SIGTERM received: checkpoint saved "
                                      f"{self.sigterm_delay()} after the signal, stopping "
                                      "(exit 0); restart with the same --model_dir to resume")
@@ -282,24 +251,6 @@ class Trainer:
                 self.writer.flush()
                 self._input = (dataset_fn, self.step, iterator)
         return "done"
-
-    def _agree_on_preemption(self):
-        """After each loop every host learns whether SIGTERM reached any of them, so that all
-        save the same step together (a save is collective) and stop."""
-        if self._any_host(self._preempted) and not self._preempted:
-            self._preempted = True
-            self._sigterm_at = getattr(self, "_sigterm_at", time.monotonic())
-            self.log("SIGTERM on another host: will save and stop with it")
-
-    def _on_sigterm(self, signum, frame):
-        self._preempted = True
-        if not hasattr(self, "_sigterm_at"):
-            self._sigterm_at = time.monotonic()
-        self.log("SIGTERM: will save and stop after the current loop")
-
-    def sigterm_delay(self) -> str:
-        """Seconds since the SIGTERM, for the exit message."""
-        return f"{time.monotonic() - getattr(self, '_sigterm_at', time.monotonic()):.1f} s"
 
     def _report(self, loss, n, dt, step0, t_start, target):
         step = self.step
@@ -315,11 +266,6 @@ class Trainer:
             tf.summary.scalar("loss", loss)
             tf.summary.scalar("learning_rate", lr)
             tf.summary.scalar("images_per_second", ips)
-
-
-def _in_main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
 
 
 def format_hms(seconds: float) -> str:

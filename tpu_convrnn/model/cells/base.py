@@ -19,8 +19,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tpu_convrnn import depthwise, execution
-from tpu_convrnn import ops as cr_ops
+from tpu_convrnn.model import depthwise
+
+from tpu_convrnn.model import execution, tf1_ops
 
 
 class ConvCell(keras.layers.Layer):
@@ -55,7 +56,7 @@ class ConvCell(keras.layers.Layer):
             raise self._error(f"{what} shape", "static H, W and C", f"shape {tuple(shape)}")
 
     def _check_activation(self, name, arg: str):
-        return cr_ops.get_activation(name, f"{type(self).__name__} layer '{self.name}', {arg}")
+        return tf1_ops.get_activation(name, f"{type(self).__name__} layer '{self.name}', {arg}")
 
     def _check_choice(self, value, choices, arg: str):
         if value not in choices:
@@ -163,16 +164,16 @@ class ConvCell(keras.layers.Layer):
         wd = self.weight_decay if weight_decay is None else weight_decay
         common = dict(padding="same", use_bias=use_bias, name=name, dtype=self.dtype_policy,
                       bias_initializer=bias_initializer or self.bias_initializer,
-                      bias_regularizer=cr_ops.tf1_l2(bias_decay))
+                      bias_regularizer=tf1_ops.tf1_l2(bias_decay))
         init = kernel_initializer or self.kernel_initializer
         if separable:
             layer = depthwise.SeparableConv2D(
                 filters, kernel_size, depthwise_initializer=init, pointwise_initializer=init,
-                depthwise_regularizer=cr_ops.tf1_l2(wd), pointwise_regularizer=cr_ops.tf1_l2(wd),
+                depthwise_regularizer=tf1_ops.tf1_l2(wd), pointwise_regularizer=tf1_ops.tf1_l2(wd),
                 **common)
         else:
             layer = keras.layers.Conv2D(filters, kernel_size, kernel_initializer=init,
-                                        kernel_regularizer=cr_ops.tf1_l2(wd), **common)
+                                        kernel_regularizer=tf1_ops.tf1_l2(wd), **common)
         layer.build((None, self.height, self.width, in_depth))
         return layer
 

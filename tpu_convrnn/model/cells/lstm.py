@@ -4,8 +4,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tpu_convrnn import ops as cr_ops
-from tpu_convrnn.cells.gated import FusedGateCell
+from tpu_convrnn.model import tf1_ops
+from tpu_convrnn.model.cells.gated import FusedGateCell
 
 _GATE_NORMS = ("input", "transform", "forget", "output")
 
@@ -46,7 +46,7 @@ class LSTMCell(FusedGateCell):
         self.norms = {}
         if self.layer_norm:
             for name in _GATE_NORMS + ("state",):
-                self.norms[name] = cr_ops.LayerNormHWC(self.layer_norm_epsilon, name=name,
+                self.norms[name] = tf1_ops.LayerNormHWC(self.layer_norm_epsilon, name=name,
                                                        dtype=self.dtype_policy)
                 self.norms[name].build(shape)
         self.peep = {}

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 
-from tpu_convrnn import zoo
-from tpu_convrnn.graph import ConvRNN, feedforward_shapes
-from tpu_convrnn.tf1_checkpoint import load_tf1_checkpoint
+from tpu_convrnn.model import zoo
+from tpu_convrnn.model.graph import ConvRNN
+from tpu_convrnn.model.graph_structure import feedforward_shapes
+from tpu_convrnn.model.tf1_checkpoint import load_tf1_checkpoint
 
 
 def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edges=(),
@@ -26,7 +27,7 @@ def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edg
     graph cannot take ``image_size`` (e.g. the shallow readout's 2x2 valid conv needs a 2x2
     map), use the smallest larger multiple of 8 that it can (for small-image CPU runs of any
     model). How the model is computed (remat, depthwise kernels, fused convolutions, work
-    elimination) is not an argument: see ``tpu_convrnn.execution``.
+    elimination) is not an argument: see ``tpu_convrnn.model.execution``.
     """
     cfg = zoo.graph_config(base, cells=cells, depths=depths, add_edges=add_edges,
                            remove_edges=remove_edges, presentation=presentation, times=times,

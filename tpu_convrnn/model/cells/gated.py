@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from tpu_convrnn.cells.base import ConvCell
+from tpu_convrnn.model.cells.base import ConvCell
 
 
 class FusedGateCell(ConvCell):

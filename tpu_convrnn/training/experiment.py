@@ -5,7 +5,7 @@
 
 The model dir holds ``checkpoints/``, ``train/`` (TensorBoard), ``eval/`` (TensorBoard,
 ``metrics.json``, ``accuracy_over_time.png``), the gin configs and, while a run holds it,
-``LOCK`` (``tpu_convrnn.model_dir``). Only the chief writes configs, summaries and metrics.
+``LOCK`` (``tpu_convrnn.training.model_dir``). Only the chief writes configs, summaries and metrics.
 
 What survives what: a kill at any moment loses at most the steps since the last checkpoint;
 a checkpoint whose evaluation was cut off is evaluated when the run starts again (every kept
@@ -19,13 +19,15 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from tpu_convrnn import distribute, model_dir as model_dir_lib
+from tpu_convrnn.training import distribute
+
+from tpu_convrnn.training import model_dir as model_dir_lib
 from tpu_convrnn.data import pipeline
 from tpu_convrnn.data.sources import DataConfig
-from tpu_convrnn.evaluate import (Interrupted, evaluate, make_eval_step, read_metrics,
+from tpu_convrnn.training.evaluate import (Interrupted, evaluate, make_eval_step, read_metrics,
                                   record_metrics)
 from tpu_convrnn.progress import Progress
-from tpu_convrnn.train import TrainConfig, Trainer
+from tpu_convrnn.training.train import TrainConfig, Trainer
 
 MODES = ("train", "eval", "train_and_eval")
 

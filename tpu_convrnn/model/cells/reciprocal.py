@@ -4,10 +4,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tpu_convrnn import execution, shared_input
-from tpu_convrnn import ops as cr_ops
-from tpu_convrnn.cells.base import ConvCell
-from tpu_convrnn.cells.searched import MEDIAN_CONFIG
+from tpu_convrnn.model import execution
+
+from tpu_convrnn.model import fused_convs, tf1_ops
+from tpu_convrnn.model.cells.base import ConvCell
+from tpu_convrnn.model.cells.searched import MEDIAN_CONFIG
 
 FEEDBACK_ENTRIES = ("input", "cell", "out")
 
@@ -147,7 +148,7 @@ class ReciprocalGatedCell(ConvCell):
                        self.feedback_depth_separable)
         self.norm = None
         if self.layer_norm:
-            self.norm = cr_ops.LayerNormHWC(self.layer_norm_epsilon, name="cell_layer_norm",
+            self.norm = tf1_ops.LayerNormHWC(self.layer_norm_epsilon, name="cell_layer_norm",
                                             dtype=self.dtype_policy)
             self.norm.build((None, self.height, self.width, c))
 
@@ -199,7 +200,7 @@ class _StepConvs:
     """``K(name, t)``: the cell's conv ``name`` applied to ``t`` in this step. With the execution
     setting ``fuse_convs``, the first conv asked of a tensor runs every conv of the cell that
     reads that tensor (``cell.reads``, declared in ``build_cell``) as one convolution
-    (``shared_input``); the others come from that result."""
+    (``fused_convs``); the others come from that result."""
 
     def __init__(self, cell):
         self.cell = cell
@@ -213,7 +214,7 @@ class _StepConvs:
         if name not in self.done:
             src = cell.reads[name]
             names = [n for n in cell.convs if cell.reads[n] == src]
-            outs = shared_input.apply_shared(t, [cell.convs[n] for n in names])
+            outs = fused_convs.apply_shared(t, [cell.convs[n] for n in names])
             self.done.update({n: (t, o) for n, o in zip(names, outs)})
         read, out = self.done[name]
         if read is not t:

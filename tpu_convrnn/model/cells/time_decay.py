@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tpu_convrnn.cells.base import ConvCell
+from tpu_convrnn.model.cells.base import ConvCell
 
 
 @keras.saving.register_keras_serializable(package="tpu_convrnn")

@@ -1,4 +1,4 @@
-"""Convolutions of one input run as one (tpu_convrnn/shared_input.py): same values and
+"""Convolutions of one input run as one (tpu_convrnn/model/fused_convs.py): same values and
 gradients as calling the layers one by one, and fewer convolutions in the traced step."""
 import keras
 import numpy as np
@@ -6,9 +6,11 @@ import pytest
 import tensorflow as tf
 from jax_subprocess import needs_jax, run_under_jax
 
-from tpu_convrnn import depthwise, execution
-from tpu_convrnn.cells.reciprocal import MedianReciprocalGatedCell
-from tpu_convrnn.shared_input import apply_shared
+from tpu_convrnn.model import depthwise
+
+from tpu_convrnn.model import execution
+from tpu_convrnn.model.cells.reciprocal import MedianReciprocalGatedCell
+from tpu_convrnn.model.fused_convs import apply_shared
 
 
 def _build(layers, shape, seed):
@@ -93,8 +95,8 @@ def test_median_cell_step_is_the_same_with_and_without_fusion():
 
 COUNT_SCRIPT = r"""
 import re, jax, numpy as np
-from tpu_convrnn import execution
-from tpu_convrnn.cells.reciprocal import MedianReciprocalGatedCell
+from tpu_convrnn.model import execution
+from tpu_convrnn.model.cells.reciprocal import MedianReciprocalGatedCell
 counts = {}
 for fuse in (True, False):
     execution.set_default(fuse_convs=fuse, depthwise="native")

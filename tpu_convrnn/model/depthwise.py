@@ -36,8 +36,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from tpu_convrnn import execution
-from tpu_convrnn.ops import same_padding
+from tpu_convrnn.model import execution
+from tpu_convrnn.model.tf1_ops import same_padding
 
 METHODS = execution.DEPTHWISE_METHODS[1:]
 

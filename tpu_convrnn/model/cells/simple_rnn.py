@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import keras
-from tpu_convrnn import ops as cr_ops
-from tpu_convrnn.cells.base import ConvCell
+from tpu_convrnn.model import tf1_ops
+from tpu_convrnn.model.cells.base import ConvCell
 
 
 @keras.saving.register_keras_serializable(package="tpu_convrnn")
@@ -34,7 +34,7 @@ class SimpleRNNCell(ConvCell):
         self.conv_s = self.make_conv("s", d, k, d, bias_decay=self.weight_decay)
         self.norm = None
         if self.layer_norm:
-            self.norm = cr_ops.LayerNormHWC(self.layer_norm_epsilon, name="layer_norm",
+            self.norm = tf1_ops.LayerNormHWC(self.layer_norm_epsilon, name="layer_norm",
                                             dtype=self.dtype_policy)
             self.norm.build((None, self.height, self.width, d))
 

@@ -2,7 +2,7 @@
 
 ``ConvRNN(nodes, edges, times, ...)``:
 
-* ``nodes``: list of ``{"name", "pre", "memory", "post"}`` (see ``tpu_convrnn.node``), in
+* ``nodes``: list of ``{"name", "pre", "memory", "post"}`` (see ``tpu_convrnn.model.node``), in
   feedforward order; the first node receives the presentation frame, the last (or
   ``readout_node``) is the readout, whose output must be [N, classes].
 * ``edges``: ``[source, target]`` pairs. A node's *feedforward input* is its latest source that
@@ -21,16 +21,17 @@ per-step outputs of any layers.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import random
 
 import keras
 from keras import ops
 
-from tpu_convrnn import execution, unroll_plan
-from tpu_convrnn.node import Node
-from tpu_convrnn.readouts import Readout
+from tpu_convrnn.model import execution
+
+from tpu_convrnn.model import unroll_plan
+from tpu_convrnn.model.graph_structure import edge_pairs, image_arrival, parse_graph
+from tpu_convrnn.model.node import Node
+from tpu_convrnn.model.readouts import Readout
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,102 +45,11 @@ def _broadcast(value, batch):
     return ops.broadcast_to(value, (batch,) + tuple(value.shape[1:]))
 
 
-def _edge_pairs(edges):
-    pairs = []
-    for e in edges:
-        if not isinstance(e, (list, tuple)) or len(e) != 2:
-            raise ValueError(f"edge {e!r}: expected a [source, target] pair")
-        pairs.append((str(e[0]), str(e[1])))
-    return pairs
-
-
 def _whole(value, name):
     if isinstance(value, bool) or not float(value).is_integer():
         raise ValueError(f"{name} = {value!r}: expected a whole number of time steps")
     return int(value)
 
-
-def image_arrival(names, pairs) -> dict:
-    """{node: first step whose output depends on the image}: the node's shortest edge
-    distance from the input node (the first), since every edge costs one step."""
-    arrival, frontier = {names[0]: 0}, [names[0]]
-    while frontier:
-        nxt = []
-        for src in frontier:
-            for s, d in pairs:
-                if s == src and d not in arrival:
-                    arrival[d] = arrival[src] + 1
-                    nxt.append(d)
-        frontier = nxt
-    return arrival
-
-
-def parse_graph(nodes, pairs):
-    """(node names, feedforward source per node, other sources per node); errors name the
-    node or edge."""
-    names = []
-    for spec in nodes:
-        if not isinstance(spec, dict) or "name" not in spec:
-            raise ValueError(f"node {spec!r}: expected a dict with a 'name'")
-        if spec["name"] in names:
-            raise ValueError(f"duplicate node name {spec['name']!r}")
-        names.append(spec["name"])
-    if not names:
-        raise ValueError("the graph has no nodes (and so no readout)")
-    index = {n: i for i, n in enumerate(names)}
-    sources = {n: [] for n in names}
-    for src, dst in pairs:
-        for end in (src, dst):
-            if end not in index:
-                raise ValueError(f"edge {src} -> {dst}: unknown node {end!r} "
-                                 f"(nodes: {', '.join(names)})")
-        if src == dst:
-            raise ValueError(f"edge {src} -> {dst}: a node cannot feed itself (its memory is "
-                             "its self-recurrence)")
-        if src in sources[dst]:
-            raise ValueError(f"edge {src} -> {dst} is listed twice")
-        sources[dst].append(src)
-    ff_source, other_sources = {}, {}
-    for n in names:
-        earlier = [s for s in sources[n] if index[s] < index[n]]
-        if n == names[0]:
-            ff = None
-        elif not earlier:
-            raise ValueError(f"node {n!r} has no feedforward input: add an edge from an "
-                             "earlier node")
-        else:
-            ff = max(earlier, key=index.get)
-        ff_source[n] = ff
-        other_sources[n] = sorted(s for s in sources[n] if s != ff)
-    return names, ff_source, other_sources
-
-
-def feedforward_shapes(nodes, edges, image_size):
-    """Output shape of every node for ``image_size`` images, without building any weights
-    (ValueError, naming the node and op, if the graph cannot take that size). The nodes made
-    to answer draw no seeds: a model built afterwards gets the initial weights it would get
-    without this call."""
-    names, ff_source, _ = parse_graph(nodes, _edge_pairs(edges))
-    shapes = {}
-    with _seeds_untouched():
-        for spec in nodes:
-            kw = {k: v for k, v in spec.items() if k != "name"}
-            node = Node(name=spec["name"], **kw)
-            ff = ff_source[spec["name"]]
-            x = (None, image_size, image_size, 3) if ff is None else shapes[ff]
-            shapes[spec["name"]] = node.compute_output_shape(x)
-    return shapes
-
-
-@contextlib.contextmanager
-def _seeds_untouched():
-    """Keras draws an initializer's default seed from Python's ``random`` when the
-    initializer is made (``keras.utils.set_random_seed`` seeds it); put its state back."""
-    state = random.getstate()
-    try:
-        yield
-    finally:
-        random.setstate(state)
 
 
 @keras.saving.register_keras_serializable(package="tpu_convrnn")
@@ -155,7 +65,7 @@ class ConvRNN(keras.Model):
         nodes = copy.deepcopy(list(nodes))
         readout = dict(readout or {"kind": "last"})
         self.nodes_config = nodes
-        pairs = _edge_pairs(edges)
+        pairs = edge_pairs(edges)
         self.edges_config = [list(e) for e in pairs]
         self.times = _whole(times, "times")
         self.image_off = None if image_off is None else _whole(image_off, "image_off")
@@ -254,7 +164,7 @@ class ConvRNN(keras.Model):
         decision window, and for every name in ``record`` (node names, or ``"logits"`` for the
         readout node) the list of its T per-step outputs.
 
-        Which node-steps run, and at which batch, is planned first (``tpu_convrnn.unroll_plan``;
+        Which node-steps run, and at which batch, is planned first (``tpu_convrnn.model.unroll_plan``;
         with the execution setting ``eliminate``, on by default, work that is the same for every
         image or repeats an earlier step is done once; the values are the same either way)."""
         record = list(record)
@@ -301,7 +211,7 @@ class ConvRNN(keras.Model):
         return out
 
     def plan(self, record=(), training=False, eliminate=None):
-        """The unroll's plan (``tpu_convrnn.unroll_plan.Plan``) for recorded layers ``record``;
+        """The unroll's plan (``tpu_convrnn.model.unroll_plan.Plan``) for recorded layers ``record``;
         ``eliminate`` defaults to the execution setting."""
         if eliminate is None:
             eliminate = execution.current().eliminate

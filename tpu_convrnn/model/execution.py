@@ -5,7 +5,7 @@ is carried out (and so speed and memory), never an output or a gradient beyond f
 Settings are read when a model's ``call`` is traced (eagerly: at every call), like Keras' dtype
 policies, so a ``tf.function`` or ``jax.jit`` keeps the settings it was traced under.
 
-    from tpu_convrnn import execution
+    from tpu_convrnn.model import execution
     with execution.settings(eliminate=False):   # the dense unroll, e.g. for a benchmark
         logits = model(images)
     execution.set_default(eliminate=False)      # for the rest of the process (gin: execution.*)
@@ -13,12 +13,12 @@ policies, so a ``tf.function`` or ``jax.jit`` keeps the settings it was traced u
 Settings:
 
 * ``eliminate`` (default True): exact work elimination in the unroll
-  (``tpu_convrnn.unroll_plan``): a node-step that is the same for every image runs once, at
+  (``tpu_convrnn.model.unroll_plan``): a node-step that is the same for every image runs once, at
   batch 1, and one that repeats an earlier node-step is not run again.
 * ``depthwise`` (default ``"auto"``): how depthwise convolutions and their gradients are
-  computed (``tpu_convrnn.depthwise``: native, taps, rows, shifts; auto picks per backend).
+  computed (``tpu_convrnn.model.depthwise``: native, taps, rows, shifts; auto picks per backend).
 * ``fuse_convs`` (default False): a cell's convolutions of one tensor run as one
-  (``tpu_convrnn.shared_input``).
+  (``tpu_convrnn.model.fused_convs``).
 * ``remat`` (default False): each node-step is recomputed in the backward pass instead of
   keeping its intermediates (less memory, more compute; TensorFlow and JAX backends).
 

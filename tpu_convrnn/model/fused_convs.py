@@ -9,7 +9,7 @@ each has a fixed cost per launch and per first execution. ``apply_shared(x, laye
 * full convolutions (``keras.layers.Conv2D``) as one convolution whose kernel stacks theirs along
   the output channels, smaller kernels zero-padded to the largest size where TF's SAME padding
   puts them (a 2x2 kernel sits at rows/columns 1-2 of a 3x3: SAME pads a 2x2 at the end only);
-* depth-separable ones (``tpu_convrnn.depthwise.SeparableConv2D``, when the execution setting
+* depth-separable ones (``tpu_convrnn.model.depthwise.SeparableConv2D``, when the execution setting
   ``depthwise`` resolves to the native op)
   as one depthwise convolution with channel multiplier ``len(layers)`` (kernels embedded the
   same way), then each layer's own pointwise kernel and bias.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tpu_convrnn import depthwise
+from tpu_convrnn.model import depthwise
 
 
 def _embed(kernel, size):

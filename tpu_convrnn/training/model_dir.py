@@ -25,7 +25,7 @@ import time
 
 import tensorflow as tf
 
-from tpu_convrnn.checkpoints import CHECKPOINT_SUBDIR
+from tpu_convrnn.training.checkpoints import CHECKPOINT_SUBDIR
 
 LOCK_FILE = "LOCK"
 STALE_AFTER_S = 900  # a heartbeat older than this (another host) means the holder is gone

@@ -12,7 +12,7 @@ or JSON. Ops:
   projection without bias when depths differ (Glorot init, no weight decay) and resized
   bilinearly (aligned corners) when sizes differ.
 
-Each op is one Keras layer (``tpu_convrnn.node_ops``), made when the node is.
+Each op is one Keras layer (``tpu_convrnn.model.node_ops``), made when the node is.
 
 Any op may carry ``"name"`` (the sublayer's name; the zoo uses the original scopes such as
 ``pre_0``). The memory is ``None`` (identity) or a cell config ``{"kind": <cells.CELLS key>,
@@ -31,10 +31,8 @@ import copy
 import keras
 from keras import ops
 
-from tpu_convrnn import cells as cells_lib
-from tpu_convrnn import execution, node_ops
-from tpu_convrnn import ops as cr_ops
-from tpu_convrnn.node_ops import VARIANCE_SCALING  # noqa: F401  (the zoo's default init)
+from tpu_convrnn.model import cells as cells_lib
+from tpu_convrnn.model import execution, node_ops, tf1_ops
 
 
 @keras.saving.register_keras_serializable(package="tpu_convrnn")
@@ -152,7 +150,7 @@ class Node(keras.layers.Layer):
     def call(self, x, others=None, state=()):
         others = list(others or [])
         size = (int(x.shape[1]), int(x.shape[2]))
-        others = [cr_ops.resize_bilinear_aligned(o, size) for o in others]
+        others = [tf1_ops.resize_bilinear_aligned(o, size) for o in others]
         fb = None
         h = x
         if others:

@@ -1,0 +1,1 @@
+"""Tools that read a model without changing it: FLOP counts."""
