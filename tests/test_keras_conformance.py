@@ -1,51 +1,21 @@
 """Keras' own layer-test harness (``keras.src.testing.TestCase.run_layer_test``: config round
 trip, build, symbolic and eager calls with their output specs, mixed_float16 output dtypes and
-float32 weights) on every cell and on Node, and the model-level conventions of ConvRNN."""
+float32 weights) on Node (the cells: tests/cells/test_contract.py), and the model-level
+conventions of ConvRNN."""
 import keras
 import numpy as np
 import pytest
 from keras.src import testing
 from small_graphs import S, small_graph
 
-from tpu_convrnn.model.cells import CELLS
 from tpu_convrnn.model.graph import ConvRNN
 from tpu_convrnn.model.node import Node
 
-N, H, W, I, X = 2, 5, 5, 6, 4
-KWARGS = {
-    "time_decay": {},
-    "simple_rnn": dict(depth=3, layer_norm=True),
-    "gru": dict(depth=3),
-    "lstm": dict(depth=3, layer_norm=True, peepholes=True),
-    "intersection_rnn": dict(depth=6),
-    "ugrnn": dict(depth=3),
-    "reciprocal_gated": dict(residual_to_out_gate=True, out_residual=True),
-    "median_reciprocal_gated": dict(out_depth=3),
-}
+N = 2
 
 
 def harness():
     return testing.TestCase("run_layer_test")
-
-
-@pytest.mark.parametrize("kind", sorted(CELLS))
-def test_every_cell_passes_the_keras_layer_harness(kind):
-    cls = CELLS[kind]
-    probe = cls(**KWARGS[kind])
-    shapes = {"drive_shape": (N, H, W, I)}
-    if probe.needs_inputs or kind.startswith(("reciprocal", "median")):
-        shapes["inputs_shape"] = (N, H, W, X)
-    probe.build(**shapes)
-    out = (N, H, W, probe.output_depth)
-    states = tuple((N,) + s for s in probe.state_shapes())
-    harness().run_layer_test(
-        cls, init_kwargs=KWARGS[kind], input_shape=shapes,
-        input_dtype={k: "float32" for k in shapes}, expected_output_shape=(out, states),
-        expected_num_trainable_weights=len(probe.trainable_weights),
-        expected_num_non_trainable_weights=len(probe.non_trainable_weights),
-        # (the harness trains a model that calls the layer with one positional input; a cell
-        # takes its drive, state and layer input by name: trained in test_train instead)
-        run_training_check=False)
 
 
 NODE = dict(pre=[{"op": "conv", "filters": 4, "kernel_size": 3, "name": "pre_0"}, "elu"],

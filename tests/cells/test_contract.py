@@ -148,3 +148,24 @@ def test_missing_layer_input_and_unexpected_feedback():
     gru = make_cell("gru", depth=4, name="no_fb")
     with pytest.raises(ValueError, match=r"no_fb.*feedback.*expected None"):
         gru.build((N, H, W, I), feedback_shape=(N, H, W, 3))
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_every_cell_passes_the_keras_layer_harness(kind):
+    """Keras' own layer-test harness: config round trip, build, symbolic and eager calls with
+    their output specs, mixed_float16 output dtypes, float32 weights."""
+    from keras.src import testing
+    probe, x_shape = _build(kind)
+    shapes = {"drive_shape": (N, H, W, I)}
+    if x_shape is not None:
+        shapes["inputs_shape"] = x_shape
+    states = tuple((N,) + s for s in probe.state_shapes())
+    testing.TestCase("run_layer_test").run_layer_test(
+        CELLS[kind], init_kwargs=KWARGS[kind], input_shape=shapes,
+        input_dtype={k: "float32" for k in shapes},
+        expected_output_shape=((N, H, W, probe.output_depth), states),
+        expected_num_trainable_weights=len(probe.trainable_weights),
+        expected_num_non_trainable_weights=len(probe.non_trainable_weights),
+        # (the harness trains a model that calls the layer with one positional input; a cell
+        # takes its drive, state and layer input by name: trained in test_train instead)
+        run_training_check=False)
