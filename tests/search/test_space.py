@@ -189,3 +189,24 @@ def test_median_of_the_top_trials():
     assert m["train.base_lr"] == 0.4 and m["cell.tau_filter_size"] == 3
     assert m["cell.tau_nonlinearity"] == "tanh"
     assert m["edge.conv5->conv3"] is True and m["edge.conv4->conv3"] is False
+
+
+def test_a_trial_failed_by_another_worker_meanwhile_is_dropped_not_fatal(tmp_path):
+    """While a trial runs, another worker fails it (its heartbeat looked stale) and re-queues
+    it: Optuna cannot record its result. The worker logs that and goes on."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/s.db")
+    s = optuna.create_study(storage=storage)
+    lines = []
+
+    def objective(trial):
+        if trial.number == 0:  # what fail_stale_trials on another worker does
+            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        return float(trial.number)
+    with pytest.raises((ValueError, AssertionError)) as e:  # what Optuna itself does
+        optuna.create_study(storage=storage, study_name="plain").optimize(objective, n_trials=1)
+    assert study.TAKEN_OVER in str(e.value) + str(e.value.__context__)
+    study.optimize(s, objective, lines.append, n_trials=2)
+    states = [t.state for t in s.get_trials()]
+    assert states[0] == optuna.trial.TrialState.FAIL
+    assert optuna.trial.TrialState.COMPLETE in states[1:]
+    assert len(lines) == 1 and "failed by another worker" in lines[0]

@@ -117,6 +117,7 @@ def _work(args, s, study, split, warmup_fraction) -> int:
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
+    from tpu_convrnn.search import study as study_lib
     from tpu_convrnn.search.worker import Interrupted, TrialFailed, Worker
     trials_dir = args.trials_dir or os.path.join(os.path.abspath(args.study_dir), "trials")
     worker = Worker(study, s.space, s.cfg, os.path.abspath(args.study_dir), trials_dir, split,
@@ -133,9 +134,10 @@ def _work(args, s, study, split, warmup_fraction) -> int:
 
     if len(study.get_trials(deepcopy=False, states=finished)) < args.n_trials:
         try:
-            study.optimize(worker.objective, catch=(TrialFailed,), gc_after_trial=True,
-                           callbacks=[MaxTrialsCallback(args.n_trials, states=finished),
-                                      worker.after_trial, stop_on_crashes])
+            study_lib.optimize(study, worker.objective, worker.log, catch=(TrialFailed,),
+                               gc_after_trial=True,
+                               callbacks=[MaxTrialsCallback(args.n_trials, states=finished),
+                                          worker.after_trial, stop_on_crashes])
         except Interrupted as e:
             worker.log(f"stopped: {e}")
             return 0

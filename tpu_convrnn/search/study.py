@@ -205,3 +205,25 @@ def prepare_split(study_dir: str, data, minival_examples: int) -> str:
         f"data.num_classes = {data.num_classes}",
         f"data.label_offset = {data.label_offset}", ""]))
     return path
+
+
+TAKEN_OVER = "Cannot tell a FAIL trial"
+
+
+def optimize(study, objective, log, **kwargs):
+    """``study.optimize(objective, **kwargs)`` that survives a takeover: when this worker's
+    running trial was failed by another worker meanwhile (its heartbeat stopped, e.g. when the
+    database dropped the connection of the heartbeat thread, so the trial looked stale and was
+    failed and re-queued there), Optuna cannot record the result; the result is dropped with a
+    line saying so and this worker goes on with the next trial."""
+    while True:
+        try:
+            return study.optimize(objective, **kwargs)
+        except (ValueError, AssertionError) as e:
+            # Optuna's tell raises the ValueError; its clean-up then fails an assertion of
+            # its own, with the ValueError as the context.
+            if not any(str(x).startswith(TAKEN_OVER) for x in (e, e.__context__)):
+                raise
+            log("a trial of this worker was failed by another worker while it ran (its "
+                "heartbeat had stopped, e.g. on a lost database connection) and is retried "
+                "there; this worker's result for it is dropped")
