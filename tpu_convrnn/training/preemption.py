@@ -47,12 +47,16 @@ class Preemption:
             self._guarded = False
 
     def agree(self) -> bool:
-        """Whether SIGTERM reached this host or any other (see the module docstring)."""
-        if self._any_host(self.requested) and not self.requested:
+        """Whether SIGTERM reached this host or any other (see the module docstring). The
+        answer is the hosts' common one: a signal that lands here during the all-reduce counts
+        at the next call, on every host alike."""
+        local = self.requested
+        anyone = self._any_host(local)
+        if anyone and not local:
             self.requested = True
             self._arrived = self._arrived or time.monotonic()
             self.log("SIGTERM on another host: will save and stop with it")
-        return self.requested
+        return anyone
 
     def delay(self) -> str:
         """Seconds since the signal arrived, for the exit message."""
