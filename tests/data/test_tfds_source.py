@@ -50,7 +50,7 @@ def test_evaluation_reads_every_example_once_over_hosts(tfds_dir):
     """Two hosts each read an even part of the split: together every example exactly once,
     and the same number of batches on both (padding masked)."""
     builder = tfds_source.prepared_builder("dummy_mnist", tfds_dir)
-    keys = [k.numpy() for _, _, k in tfds_source._read(builder, "test")]
+    keys = [k.numpy() for _, _, k in tfds_source.read(builder, "test")]
     cfg = pipeline.InputConfig(file_pattern="", num_classes=10, image_size=8, label_offset=0)
     examples = tfds_source.eval_examples(builder, "test")
     seen, lengths = [], []

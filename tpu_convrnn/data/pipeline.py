@@ -132,7 +132,8 @@ def eval_image(jpeg, size: int, augment: str = "inception"):
 
 
 # ------------------------------------------------------------------------------ datasets
-def _context_fields(input_context):
+def context_fields(input_context):
+    """(number of input pipelines, this pipeline's index) of an InputContext (None: 1, 0)."""
     if input_context is None:
         return 1, 0
     return input_context.num_input_pipelines, input_context.input_pipeline_id
@@ -154,7 +155,7 @@ def _host_files(files, num_hosts, host):
 def _file_records(cfg: InputConfig, input_context):
     """This host's endless (record, filename) stream of ``cfg.file_pattern``, files shuffled."""
     files = records.list_files(cfg.file_pattern)
-    n_hosts, host = _context_fields(input_context)
+    n_hosts, host = context_fields(input_context)
     files, shard_records = _host_files(files, n_hosts, host)
     ds = tf.data.Dataset.from_tensor_slices(files)
     ds = ds.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True).repeat()
@@ -230,7 +231,7 @@ def eval_dataset(cfg: InputConfig, global_batch: int, input_context=None,
     files are counted). ``examples``: None reads ``cfg.file_pattern``; else a function
     ``input_context -> (dataset, per-host counts)`` giving this host's (encoded image, int32
     label, key) examples and every host's number of them (``tfds_source.eval_examples``)."""
-    n_hosts, host = _context_fields(input_context)
+    n_hosts, host = context_fields(input_context)
     if examples is None:
         all_files = records.list_files(cfg.file_pattern)
         counts = list(file_counts) if file_counts is not None else \

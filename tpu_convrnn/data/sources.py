@@ -109,8 +109,7 @@ class DataConfig:
         binding otherwise)."""
         split = getattr(self, f"tfds_{what}_split")
         try:
-            jpeg, _ = next(iter(tfds_source.tfds_records(
-                self.tfds_name, split, self.tfds_data_dir, self.tfds_manual_dir)[0].take(1)))
+            jpeg, _, _ = next(iter(tfds_source.read(self.tfds_builder(), split).take(1)))
             pipeline.eval_image(jpeg, 8, self.augment)
         except StopIteration:
             raise ValueError(f"data.tfds_{what}_split = {split!r}: the split of "

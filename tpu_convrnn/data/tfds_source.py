@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tpu_convrnn.data import pipeline
+
 
 def prepared_builder(name: str, data_dir=None, manual_dir=None):
     """The TFDS builder of ``name``, its data prepared (read from ``data_dir`` if there);
@@ -36,7 +38,8 @@ def num_classes(builder) -> int:
     return builder.info.features["label"].num_classes
 
 
-def _read(builder, split, shuffle_files=False, seed=0):
+def read(builder, split, shuffle_files=False, seed=0):
+    """(encoded image, int32 label, tfds_id key) examples of a split of a prepared builder."""
     import tensorflow_datasets as tfds
     ds = builder.as_dataset(split=split, shuffle_files=shuffle_files,
                             read_config=tfds.ReadConfig(shuffle_seed=seed, add_tfds_id=True),
@@ -45,18 +48,18 @@ def _read(builder, split, shuffle_files=False, seed=0):
 
 
 def _host_split(split, input_context):
+    """(every host's even part of ``split``, this host's index)."""
     import tensorflow_datasets as tfds
-    n_hosts = input_context.num_input_pipelines if input_context is not None else 1
-    return tfds.even_splits(split, n_hosts) if n_hosts > 1 else [split]
+    n_hosts, host = pipeline.context_fields(input_context)
+    return (tfds.even_splits(split, n_hosts) if n_hosts > 1 else [split]), host
 
 
 def train_examples(builder, split: str):
     """``(input_context, seed) -> dataset`` of this host's endless (encoded image, label, key)
     examples: an even part of ``split`` per host, files shuffled with ``seed``."""
     def fn(input_context, seed):
-        parts = _host_split(split, input_context)
-        host = input_context.input_pipeline_id if input_context is not None else 0
-        return _read(builder, parts[host], shuffle_files=True, seed=seed).repeat()
+        parts, host = _host_split(split, input_context)
+        return read(builder, parts[host], shuffle_files=True, seed=seed).repeat()
     return fn
 
 
@@ -71,11 +74,10 @@ def eval_examples(builder, split: str):
     counted = {}
 
     def fn(input_context):
-        parts = _host_split(split, input_context)
-        host = input_context.input_pipeline_id if input_context is not None else 0
+        parts, host = _host_split(split, input_context)
         if len(parts) not in counted:
-            counted[len(parts)] = [_count(_read(builder, p)) for p in parts]
-        return _read(builder, parts[host]), counted[len(parts)]
+            counted[len(parts)] = [_count(read(builder, p)) for p in parts]
+        return read(builder, parts[host]), counted[len(parts)]
     return fn
 
 
@@ -83,4 +85,4 @@ def tfds_records(name: str, split: str, data_dir=None, manual_dir=None):
     """(encoded image, 0-based int32 label) pairs of a TFDS split in order, and its
     num_classes (the Python API; a run reads through ``train_examples``/``eval_examples``)."""
     builder = prepared_builder(name, data_dir, manual_dir)
-    return _read(builder, split).map(lambda jpeg, label, key: (jpeg, label)), num_classes(builder)
+    return read(builder, split).map(lambda jpeg, label, key: (jpeg, label)), num_classes(builder)
