@@ -12,6 +12,7 @@ N, H, W, I, X = 2, 5, 5, 6, 4
 
 KWARGS = {
     "time_decay": {},
+    "lateral": {},
     "simple_rnn": dict(depth=6, layer_norm=True),
     "gru": dict(depth=6),
     "lstm": dict(depth=6, layer_norm=True, peepholes=True),

@@ -120,6 +120,38 @@ def rgc_intermediate_nodes(with_cells=True):
     return nodes + [_fc_readout()]
 
 
+# ---------------------------------------------------------------------------------- digits
+# Spoerer, McClure & Kriegeskorte 2017 (Front. Psychol. 8:1551) at their 32 px resolution: two
+# conv layers on the full 32x32 and 16x16 maps and a fully connected readout of the pooled
+# 8x8 map, 10 classes. B is feedforward; L adds a lateral conv in each layer (the ``lateral`` cell),
+# T a top-down edge conv2 -> conv1 (upsampled and concatenated with conv1's input, so conv1's
+# bottom-up conv also reads it). The feedforward controls are matched to BL's parameters with
+# larger kernels (B-K) or more feature maps (B-F). T = 6 (constant image): the image reaches
+# the readout at t = 2 in every model, which leaves the 4 steps the original unrolled.
+DIGIT_MAPS = 32
+DIGIT_TIMES = dict(times=6, image_off=None)
+
+
+def digit_nodes(maps=DIGIT_MAPS, kernel=3, lateral=False):
+    """conv1 (32x32) -> maxpool -> conv2 (16x16) -> maxpool -> a linear readout of the 8x8 map
+    (an 8x8 'valid' conv: fully connected) -> 10 logits. Each layer: bottom-up conv (linear)
+    -> cell (``lateral``: the lateral conv) -> ReLU."""
+    cell = {"kind": "lateral", "name": "LateralCell", "kernel_size": kernel,
+            "weight_decay": WD} if lateral else None
+    return [{"name": "conv1", "pre": [_conv(maps, kernel)], "memory": cell,
+             "post": ["relu", "maxpool"]},
+            {"name": "conv2", "pre": [_conv(maps, kernel)], "memory": copy.deepcopy(cell),
+             "post": ["relu", "maxpool"]},
+            {"name": "readout", "pre": [_conv(10, 8, padding="valid", name="fc")],
+             "post": ["gap"]}]
+
+
+def _digits(top_down=False, **kw):
+    nodes = digit_nodes(**kw)
+    edges = _chain([n["name"] for n in nodes]) + ([["conv2", "conv1"]] if top_down else [])
+    return dict(nodes=nodes, edges=edges, **DIGIT_TIMES)
+
+
 # ---------------------------------------------------------------------------------- registry
 SHALLOW = dict(times=16, image_off=12)
 INTERMEDIATE = dict(times=17, image_off=12)
@@ -173,8 +205,18 @@ _BASELINES = {
     "intermediate_base": lambda: _residual(None),
     "rgc_intermediate_scaffold": lambda: _rgc(with_cells=False),
 }
+_DIGITS = {
+    # The occluded-digit models (Spoerer et al. 2017): tpu_convrnn.data.digit_debris.
+    "spoerer_b": lambda: _digits(),
+    "spoerer_b_k": lambda: _digits(kernel=5),
+    "spoerer_b_f": lambda: _digits(maps=46),
+    "spoerer_bl": lambda: _digits(lateral=True),
+    "spoerer_bt": lambda: _digits(top_down=True),
+    "spoerer_blt": lambda: _digits(lateral=True, top_down=True),
+}
 RELEASED_MODELS = tuple(_RELEASED)
 BASELINES = tuple(_BASELINES)
+DIGIT_MODELS = tuple(_DIGITS)
 
 # Spec §6.1: trainable parameter counts of the original graphs.
 PARAM_COUNTS = {
@@ -197,10 +239,11 @@ PRESENTATIONS = ("default", "constant", "neural")
 
 def released_graph(name: str) -> dict:
     """Graph config of a released model or feedforward base (fresh copy)."""
-    table = {**_RELEASED, **_BASELINES}
+    table = {**_RELEASED, **_BASELINES, **_DIGITS}
     if name not in table:
         raise ValueError(f"unknown model {name!r}; released models: {', '.join(RELEASED_MODELS)}"
-                         f"; feedforward bases: {', '.join(BASELINES)}")
+                         f"; feedforward bases: {', '.join(BASELINES)}; occluded-digit "
+                         f"models: {', '.join(DIGIT_MODELS)}")
     return copy.deepcopy(table[name]())
 
 

@@ -9,6 +9,7 @@ import inspect
 from tpu_convrnn.model.cells.base import ConvCell
 from tpu_convrnn.model.cells.gru import GRUCell
 from tpu_convrnn.model.cells.intersection_rnn import IntersectionRNNCell
+from tpu_convrnn.model.cells.lateral import LateralCell
 from tpu_convrnn.model.cells.lstm import LSTMCell
 from tpu_convrnn.model.cells.reciprocal import MedianReciprocalGatedCell, ReciprocalGatedCell
 from tpu_convrnn.model.cells.searched import LSTM_SHALLOW, MEDIAN_CONFIG
@@ -18,6 +19,7 @@ from tpu_convrnn.model.cells.ugrnn import UGRNNCell
 
 CELLS = {
     "time_decay": TimeDecayCell,
+    "lateral": LateralCell,
     "simple_rnn": SimpleRNNCell,
     "gru": GRUCell,
     "lstm": LSTMCell,
@@ -53,7 +55,7 @@ def cell_arguments(cls) -> set:
     return names
 
 
-__all__ = ["CELLS", "ConvCell", "GRUCell", "IntersectionRNNCell", "LSTMCell", "LSTM_SHALLOW",
-           "MEDIAN_CONFIG",
+__all__ = ["CELLS", "ConvCell", "GRUCell", "IntersectionRNNCell", "LateralCell", "LSTMCell",
+           "LSTM_SHALLOW", "MEDIAN_CONFIG",
            "MedianReciprocalGatedCell", "ReciprocalGatedCell", "SimpleRNNCell", "TimeDecayCell",
            "UGRNNCell", "cell_arguments", "make_cell"]
