@@ -36,6 +36,9 @@ flags.DEFINE_enum("mode", "summary", MODES, "train: train to train.train_steps, 
                   "features: write per-layer, per-step features of --stimuli to --output.")
 flags.DEFINE_string("model_dir", None, "Output folder, local or gs:// (checkpoints, "
                     "TensorBoard summaries, eval/metrics.json, the gin configs).")
+flags.DEFINE_string("eval_name", "eval", "eval and train_and_eval: the model dir's folder "
+                    "for the evaluation's metrics.json and summaries (e.g. eval_test, with "
+                    "another data.eval_pattern, to score a second held-out set).")
 flags.DEFINE_string("tpu", None, "TPU to train on: 'local' (this TPU VM) or a TPU name (pod "
                     "slice; run the same command on every worker). Default: GPUs if visible, "
                     "else MultiWorkerMirroredStrategy if TF_CONFIG is set, else the CPU.")
@@ -78,7 +81,7 @@ def run_training(mode):
     from tpu_convrnn.training.experiment import train_and_evaluate
     result = train_and_evaluate(
         mode, FLAGS.model_dir, gin_bindings.configured_model, gin_bindings.configured_data(),
-        gin_bindings.configured_train(), tpu=FLAGS.tpu,
+        gin_bindings.configured_train(), tpu=FLAGS.tpu, eval_name=FLAGS.eval_name,
         on_start=lambda trainer: write_configs(FLAGS.model_dir, trainer.chief))
     print(f"{mode}: {result['status']} at step {result['step']}")
     return 0

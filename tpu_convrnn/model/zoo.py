@@ -206,7 +206,7 @@ _BASELINES = {
     "rgc_intermediate_scaffold": lambda: _rgc(with_cells=False),
 }
 _DIGITS = {
-    # The occluded-digit models (Spoerer et al. 2017): tpu_convrnn.data.digit_debris.
+    # The occluded-digit models (Spoerer et al. 2017): tpu_convrnn.data.debris.
     "spoerer_b": lambda: _digits(),
     "spoerer_b_k": lambda: _digits(kernel=5),
     "spoerer_b_f": lambda: _digits(maps=46),

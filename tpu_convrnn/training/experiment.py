@@ -34,13 +34,14 @@ MODES = ("train", "eval", "train_and_eval")
 
 def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cfg: TrainConfig,
                        tpu: str | None = None, log=print, on_start=None,
-                       eval_missing: bool = True) -> dict:
+                       eval_missing: bool = True, eval_name: str = "eval") -> dict:
     """Runs ``mode``; returns ``{"status": "done"|"preempted", "step": int, "metrics": dict}``.
 
     ``on_start(trainer)`` runs once the model is built and its checkpoint restored (e.g. to
     write the operative config). ``eval_missing``: evaluate, first, every kept checkpoint
     that has no metrics entry (an evaluation cut off by a kill); ``eval`` mode then
-    evaluates the newest checkpoint if that did not.
+    evaluates the newest checkpoint if that did not. ``eval_name``: the model dir's folder
+    for the evaluation's metrics and summaries (e.g. ``eval_test`` for a second held-out set).
     """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
@@ -68,7 +69,7 @@ def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cf
         result = {"status": "done", "step": start, "metrics": None}
         with trainer.sigterm_guard():
             evaluation = None if mode == "train" else Evaluation(trainer, data, cfg, model_dir,
-                                                                 log)
+                                                                 log, eval_name)
             try:
                 if evaluation and eval_missing:
                     result["metrics"] = evaluation.catch_up()
@@ -101,11 +102,11 @@ def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cf
 
 class Evaluation:
     """Held-out evaluation of the trainer's model at a checkpoint step, recorded in
-    ``<model_dir>/eval`` (metrics.json, the accuracy-over-time plot, TensorBoard)."""
+    ``<model_dir>/<eval_name>`` (metrics.json, the accuracy-over-time plot, TensorBoard)."""
 
-    def __init__(self, trainer, data, cfg, model_dir, log):
+    def __init__(self, trainer, data, cfg, model_dir, log, eval_name="eval"):
         self.trainer, self.data, self.log = trainer, data, log
-        self.eval_dir = f"{model_dir}/eval"
+        self.eval_dir = f"{model_dir}/{eval_name}"
         self.chance = 1.0 / data.num_classes
         self.batch = cfg.eval_batch or cfg.global_batch
         self.fn = data.eval_fn(trainer.model.image_size, self.batch)

@@ -6,8 +6,8 @@
 Per step, on every replica: the model runs all T steps and the loss of
 ``tpu_convrnn.training.objective`` (cross-entropy at the loss steps over the global batch, plus the
 model's L2 terms); gradients are summed across replicas, optionally clipped (by value, or by
-global norm), then applied by SGD with (Nesterov) momentum under a warmup + cosine/step
-schedule scaled by the global batch.
+global norm), then applied by SGD with (Nesterov) momentum or by Adam (``train.optimizer``)
+under a warmup + cosine/step schedule scaled by the global batch.
 
 State and faults:
 
@@ -47,6 +47,7 @@ class TrainConfig:
     lr_base_batch: int = 256
     warmup_steps: int = 0
     decay: str = "cosine"           # cosine | step | constant
+    optimizer: str = "sgd"          # sgd (with momentum, nesterov) | adam
     momentum: float = 0.9
     nesterov: bool = True
     label_smoothing: float = 0.0
@@ -69,6 +70,9 @@ class TrainConfig:
                              f"train.train_steps = {self.train_steps}]")
         if self.clip_value is not None and self.clip_norm is not None:
             raise ValueError("train.clip_value and train.clip_norm: set at most one")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"train.optimizer = {self.optimizer!r}: expected one of "
+                             f"{', '.join(OPTIMIZERS)}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"train.label_smoothing = {self.label_smoothing}: expected [0, 1)")
 
@@ -80,6 +84,17 @@ def check_loss_steps(steps, times: int):
             raise ValueError(f"train.loss_steps = {tuple(steps)}: step {s!r} outside "
                              f"[-{times}, {times}) (model.times = {times}; negative counts "
                              "from the end)")
+
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+def make_optimizer(cfg: TrainConfig, learning_rate):
+    """SGD with ``cfg.momentum`` (Nesterov if ``cfg.nesterov``), or Adam (Keras' defaults:
+    beta 0.9 / 0.999, epsilon 1e-7), at ``learning_rate`` (a schedule)."""
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    return keras.optimizers.SGD(learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov)
 
 
 class TrainingDiverged(RuntimeError):
@@ -100,8 +115,7 @@ class Trainer:
         with strategy.scope():
             self.model = model_fn()
             check_loss_steps(cfg.loss_steps, self.model.times)
-            self.optimizer = keras.optimizers.SGD(self.schedule, momentum=cfg.momentum,
-                                                  nesterov=cfg.nesterov)
+            self.optimizer = make_optimizer(cfg, self.schedule)
             self.optimizer.build(self.model.trainable_variables)
         resolver = getattr(strategy, "cluster_resolver", None)
         worker_id = getattr(resolver, "task_id", 0) or 0
