@@ -1,6 +1,6 @@
 """The paper's comparison of cell kinds (NeurIPS 2018 Fig. 2) at small scale, on this CPU.
 
-    python bench/cell_comparison.py --output=runs/comparison --data=debris,embedded --seeds=3
+    python bench/cell_comparison.py --output=runs/comparison --data=embedded --seeds=3
 
 Models: the shallow base as a feedforward net, a wider feedforward control with about the
 parameters of rgc_shallow, and the released shallow models' cells in conv3-conv5 (time decay,
@@ -37,7 +37,7 @@ CELLS = {"timedecay": "timedecay_shallow", "simplernn": "simplernn_shallow",
 # norm's slope is 1/sqrt(epsilon) (gradients of ~1e20 measured at 1e-12; RESULTS.md).
 LN_EPSILON = 1e-3
 LN_VARIANTS = {"lstm_ln1e-3": "lstm_shallow", "simplernn_ln1e-3": "simplernn_shallow"}
-DATA = {"debris": "gin/debris.gin", "embedded": "gin/local.gin"}
+DATA = {"embedded": "gin/local.gin"}
 
 
 def with_epsilon(base, eps):
@@ -76,7 +76,7 @@ def matched_width(args, target_params):
     probe = os.path.join(args.output, "gins", "width_probe.gin")
     for _ in range(10):
         mid = (lo + hi) / 2
-        write(probe, gin_text("shallow_base", "debris", mid, args.times, args.steps, 0))
+        write(probe, gin_text("shallow_base", "embedded", mid, args.times, args.steps, 0))
         if inspect_gin(probe, filters_fit_maps=False)["params"] < target_params:
             lo = mid
         else:
@@ -88,7 +88,7 @@ def models(args):
     """{name: (base graph, width, model.cells or None)}."""
     from tpu_convrnn.search.candidate import inspect_gin
     rgc = write(os.path.join(args.output, "gins", "rgc_probe.gin"),
-                gin_text("rgc_shallow", "debris", args.width, args.times, args.steps, 0))
+                gin_text("rgc_shallow", "embedded", args.width, args.times, args.steps, 0))
     target = inspect_gin(rgc, filters_fit_maps=False)["params"]
     out = {"feedforward": ("shallow_base", args.width, None),
            "feedforward_wide": ("shallow_base", matched_width(args, target), None)}
@@ -99,12 +99,14 @@ def models(args):
 
 
 MISSING = "missing"  # a run not finished (and, with --report_only, not started)
+BUSY = "busy"        # a run another process is training now (``wait=False``)
 
 
-def train_gin(output, key, text, steps, train=True):
+def train_gin(output, key, text, steps, train=True, wait=True):
     """Trains (or resumes) the gin ``text`` as ``<output>/runs/<key>`` to ``steps``; returns
     (gin path, metrics entry at ``steps``), or (gin path, None) for a run that diverged;
-    with ``train=False`` an unfinished run is (gin path, MISSING)."""
+    with ``train=False`` an unfinished run is (gin path, MISSING); with ``wait=False`` a run
+    that another process holds is (gin path, BUSY) instead of waited for."""
     from tpu_convrnn.search.candidate import write_text_atomic
     gin = os.path.join(output, "gins", f"{key}.gin")
     write_text_atomic(gin, text)  # another command may be starting a run of it
@@ -120,7 +122,10 @@ def train_gin(output, key, text, steps, train=True):
     os.makedirs(os.path.join(output, "logs"), exist_ok=True)
     log = os.path.join(output, "logs", f"{key}.log")
     with open(f"{log}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second command (the calibration) waits for this run
+        try:  # a second command (the calibration) waits for this run, or moves on
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return gin, BUSY
         if done() is not None or os.path.exists(diverged):
             return gin, done()
         if not train:
@@ -246,7 +251,7 @@ def add_recipe_flags(p):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--output", required=True)
-    p.add_argument("--data", default="debris,embedded", help="comma list of debris, embedded")
+    p.add_argument("--data", default="embedded", help="comma list of: embedded (MNIST-5k)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--width", type=float, default=0.125)

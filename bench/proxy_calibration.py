@@ -8,7 +8,7 @@ net, its parameter-matched wide control, seven cell kinds in conv3-conv5) and ``
 random feedback variants of rgc_intermediate: the released median cell (tied over conv4-conv10)
 with each of the 21 later -> earlier edges among those layers drawn on or off and the
 feedback knobs of each receiving layer drawn from ``gin/search/median_cell.gin``'s space, by
-the search's own sampler. Each is trained once (seed 0, at the first ``--base_lr``) on digit debris at every budget of
+the search's own sampler. Each is trained once (seed 0, at the first ``--base_lr``) on ``--data`` at every budget of
 ``--short`` and at ``--steps``, each budget with its own warmup and decay to zero as the
 search's rungs do, all with the comparison's recipe. Runs are shared with
 ``bench/cell_comparison.py`` when ``--output`` is its folder (its seed-0 runs at ``--steps``),
@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 
-from cell_comparison import MISSING, add_recipe_flags, models, run_one, train_gin, write
+from cell_comparison import DATA, MISSING, add_recipe_flags, models, run_one, train_gin, write
 
 SPACE = "gin/search/median_cell.gin"
 
@@ -83,7 +83,7 @@ def feedback_variants(n, seed=0):
 
 def variant_text(bindings, args, steps):
     from tpu_convrnn.search.candidate import gin_value
-    lines = ["include 'gin/debris.gin'", f"model.width = {args.width!r}",
+    lines = [f"include '{DATA[args.data]}'", f"model.width = {args.width!r}",
              f"model.times = {args.intermediate_times}", "model.image_off = None",
              f"train.train_steps = {steps}", f"train.warmup_steps = {max(1, steps // 10)}",
              f"train.checkpoint_every = {steps}", "train.seed = 0"]
@@ -94,7 +94,7 @@ def variant_text(bindings, args, steps):
 
 def recipe_lines(args):
     from cell_comparison import gin_text
-    text = gin_text("x", "debris", 1.0, 1, 1, 0, args.base_lr[0], args.clip_norm)
+    text = gin_text("x", args.data, 1.0, 1, 1, 0, args.base_lr[0], args.clip_norm)
     return [line for line in text.splitlines()
             if line.startswith(("train.clip", "train.base_lr"))]
 
@@ -112,6 +112,9 @@ def top_k_overlap(short, full, k):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--output", required=True, help="shares runs with bench/cell_comparison.py")
+    p.add_argument("--data", default="embedded", choices=sorted(DATA),
+                   help="the comparison's dataset (the additive debris these figures were "
+                   "first measured on is gone; the occluded-digit calibration is to come)")
     p.add_argument("--steps", type=int, default=300, help="the full budget")
     p.add_argument("--short", default="33,100", help="comma list of short budgets (steps)")
     p.add_argument("--variants", type=int, default=4,
@@ -144,9 +147,9 @@ def main(argv=None):
         for steps in budgets:
             k += 1
             if isinstance(what, tuple):
-                gin, m = run_one(args, "debris", name, *what, 0, steps)
+                gin, m = run_one(args, args.data, name, *what, 0, steps)
             else:
-                key = f"debris_{name}_seed0_steps{steps}"
+                key = f"{args.data}_{name}_seed0_steps{steps}"
                 gin, m = train_gin(args.output, key, variant_text(what, args, steps), steps,
                                    not args.report_only)
             if m is MISSING:

@@ -1,4 +1,5 @@
 """Benchmarks run end to end at a tiny size (figures are printed, never asserted)."""
+import csv
 import os
 import subprocess
 import sys
@@ -48,12 +49,39 @@ def test_neural_fit_benchmark_runs():
 
 
 def test_cell_comparison_runs_end_to_end(tmp_path):
-    args = [sys.executable, "bench/cell_comparison.py", f"--output={tmp_path}", "--data=debris",
+    args = [sys.executable, "bench/cell_comparison.py", f"--output={tmp_path}", "--data=embedded",
             "--seeds=1", "--steps=2", "--models=feedforward", "--base_lr=0.1,0.4",
             "--width=0.0625", "--times=7"]
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| debris | feedforward |" in proc.stdout
-    assert "debris feedforward: final training loss" in proc.stdout  # the lr was chosen
+    assert "| embedded | feedforward |" in proc.stdout
+    assert "embedded feedforward: final training loss" in proc.stdout  # the lr was chosen
     for name in ("results.csv", "table.md", "comparison.png"):
+        assert os.path.getsize(tmp_path / name) > 0
+
+
+def test_occluded_digit_comparison_extends_its_table_instead_of_starting_over(tmp_path):
+    def run(seeds):
+        args = [sys.executable, "bench/occluded_digits.py", f"--output={tmp_path / 'runs'}",
+                f"--csv={tmp_path / 'runs.csv'}", f"--output_figures={tmp_path}",
+                "--levels=light", "--models=b,bl", "--lrs=0.1,0.4", f"--seeds={seeds}",
+                "--steps=20", "--grid_steps=4", "--num_train=64", "--num_eval=32",
+                f"--data_dir={tmp_path / 'data'}", "--workers=2"]
+        proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=1500)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        with open(tmp_path / "runs.csv") as f:
+            return proc.stdout, list(csv.DictReader(f))
+    out, rows = run(1)
+    assert sorted((r["model"], r["phase"], r["lr"]) for r in rows if r["phase"] == "grid") == [
+        ("b", "grid", "0.1"), ("b", "grid", "0.4"), ("bl", "grid", "0.1"), ("bl", "grid", "0.4")]
+    full = [r for r in rows if r["phase"] == "full"]
+    assert sorted(r["model"] for r in full) == ["b", "bl"]
+    for r in full:  # scored on the test split at every one of the 6 steps
+        assert 0 <= float(r["test_top1"]) <= 1 and len(r["test_top1_per_step"].split()) == 6
+    assert "| bl - b | 1 |" in out
+    out, more = run(2)  # a second seed: only the new runs train
+    assert more[:len(rows)] == rows and len(more) == len(rows) + 2
+    assert {r["seed"] for r in more[len(rows):]} == {"1"}
+    assert "| bl - b | 2 |" in out
+    for name in ("table.md", "accuracy_by_step.png", "accuracy_by_level.png"):
         assert os.path.getsize(tmp_path / name) > 0

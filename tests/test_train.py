@@ -234,3 +234,21 @@ def test_config_errors_name_the_binding():
         _cfg(warmup_steps=20, train_steps=4).check()
     with pytest.raises(ValueError, match="set at most one"):
         _cfg(clip_value=1.0, clip_norm=1.0).check()
+    with pytest.raises(ValueError, match="train.optimizer = 'rmsprop': expected one of sgd, adam"):
+        _cfg(optimizer="rmsprop").check()
+
+
+def test_adam_steps_as_numpy_adam():
+    """train.optimizer = 'adam': one step moves each weight by lr * m / (sqrt(v) + eps) with
+    Keras' bias-corrected moments (NumPy: after one step m_hat = g, v_hat = g^2)."""
+    import keras
+    from tpu_convrnn.training.train import make_optimizer
+    w = keras.Variable(np.array([1.0, -2.0, 3.0], np.float32))
+    g = np.array([0.5, -0.1, 2.0], np.float32)
+    opt = make_optimizer(_cfg(optimizer="adam"), 0.01)
+    assert isinstance(opt, keras.optimizers.Adam)
+    opt.apply_gradients([(keras.ops.convert_to_tensor(g), w)])
+    np.testing.assert_allclose(np.asarray(w), [1, -2, 3] - 0.01 * g / (np.abs(g) + 1e-7),
+                               rtol=1e-5)
+    sgd = make_optimizer(_cfg(), 0.01)
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov

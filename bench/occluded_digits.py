@@ -1,0 +1,454 @@
+"""The occluded-digit comparison of Spoerer, McClure & Kriegeskorte (2017) on this project's
+digit debris (``tpu_convrnn.data.debris``), trained long, with the paper's controls.
+
+    python bench/occluded_digits.py --levels=light,moderate --seeds=3 --workers=2
+
+Models (``--models``): B, B-K, B-F, BL, BT, BLT (``gin/models/spoerer_*.gin``) and the
+released shallow cells in BL's place (``bl_rgc``, ``bl_simplernn``, ``bl_gru``, ``bl_lstm``,
+``bl_timedecay``: the cell of the released ``*_shallow`` model's conv3, its depth set to the
+layer's 32 maps, layer norms' epsilon 1e-3), all on the recipe of ``gin/debris.gin``.
+
+Protocol, the same for every model:
+
+1. learning rate: for each level and model, seed 0 is trained for ``--grid_steps`` at every
+   ``--lrs`` value (``train.base_lr``, per 256 images); the one with the highest top-1 on the
+   validation split (images of the training distribution from their own seeds, not the test
+   set) is chosen;
+2. ``--seeds`` seeds at the chosen rate for ``--steps``; seed ``s`` is ``train.seed = s`` in
+   every model (the same data order; the same initial draws where shapes agree);
+3. each full run is scored on the test split (``--mode=eval --eval_name=eval_test``), at
+   every time step; it counts as converged when its validation top-1 at the end is less than
+   ``--rise`` above its value at 80% of the budget.
+
+Every run is ``python -m tpu_convrnn.main`` on a gin file under ``--output``; a killed run
+resumes from its checkpoint, and a finished one is a row of ``bench/occluded_digits/runs.csv``
+(kept in the repository), so this command, run again, continues where it stopped (also in a
+new checkout). ``--workers`` processes share the plan, each on its own core. Writes the table
+(``table.md``: test top-1 mean +- s.e.m., paired differences with 95% t intervals) and the
+figures (``accuracy_by_level.png``, ``accuracy_by_step.png``) beside the CSVs.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import fcntl
+import json
+import math
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, REPO)
+
+from cell_comparison import BUSY, train_gin  # noqa: E402  (one mechanism for a resumable run)
+
+RESULTS = os.path.join(HERE, "occluded_digits")
+BASE = {"b": "spoerer_b", "b_k": "spoerer_b_k", "b_f": "spoerer_b_f", "bl": "spoerer_bl",
+        "bt": "spoerer_bt", "blt": "spoerer_blt"}
+CELL_MODELS = {"bl_rgc": "rgc_shallow", "bl_simplernn": "simplernn_shallow",
+               "bl_gru": "gru_shallow", "bl_lstm": "lstm_shallow",
+               "bl_timedecay": "timedecay_shallow"}
+MODELS = tuple(BASE) + tuple(CELL_MODELS)
+# The contrasts RESULTS.md reports: (model, control), paired by seed.
+CONTRASTS = [("bl", "b_k"), ("bl", "b_f"), ("bt", "b_k"), ("bt", "b_f"), ("blt", "b_k"),
+             ("blt", "b_f"), ("bl", "b"), ("bl_rgc", "bl_simplernn"), ("bl_rgc", "b_f"),
+             ("bl_simplernn", "b_f")]
+LN_EPSILON = 1e-3
+ARRIVAL = 2  # the step at which the image reaches the readout (tests/test_digit_models.py)
+FIELDS = ["level", "model", "width", "phase", "seed", "lr", "steps", "params", "mflop",
+          "val_top1", "rise_last20", "converged", "test_top1", "test_top1_per_step", "wall_s"]
+
+
+def cells_of(model: str):
+    """``model.cells`` for a ``bl_<cell>`` model: the released cell in conv1 and conv2."""
+    if model not in CELL_MODELS:
+        return None
+    from tpu_convrnn.model import zoo
+    cell = next(n["memory"] for n in zoo.released_graph(CELL_MODELS[model])["nodes"]
+                if n.get("memory"))
+    cell = dict(cell)
+    if "depth" in cell:
+        cell["depth"] = 32
+    if cell.get("layer_norm"):
+        cell["layer_norm_epsilon"] = LN_EPSILON
+    return {"conv1": cell, "conv2": dict(cell)}
+
+
+def data_bindings(args, level):
+    """The debris settings of a level (``--num_train``/``--num_eval`` override the recipe's)."""
+    out = {"debris_level": level}
+    if args.data_dir:
+        out["cache_dir"] = args.data_dir
+    if args.num_train:
+        out["debris_num_train"] = args.num_train
+    if args.num_eval:
+        out.update(debris_num_validation=args.num_eval, debris_num_test=args.num_eval)
+    return out
+
+
+def matched_width(width):
+    """B-F's width at which its parameters are closest to BL's at ``width`` (B-F's extra maps
+    are the matching, so they are re-matched at every width: the readout dominates)."""
+    from tpu_convrnn import build_model
+    target = build_model("spoerer_bl", width=width, image_size=32).count_params()
+    maps = zoo_maps("spoerer_b_f")
+    best = min(range(1, 2 * maps), key=lambda m: abs(build_model(
+        "spoerer_b_f", width=m / maps, image_size=32).count_params() - target))
+    return best / maps
+
+
+def zoo_maps(base):
+    from tpu_convrnn.model import zoo
+    return zoo.released_graph(base)["nodes"][0]["pre"][0]["filters"]
+
+
+def model_width(args, model):
+    return args.bf_width if model == "b_f" else args.width
+
+
+def gin_text(args, level, model, lr, seed, steps, every):
+    from tpu_convrnn.search.candidate import gin_value
+    base = BASE.get(model, "spoerer_bl")
+    cells = cells_of(model)
+    return "\n".join([
+        f"include 'gin/models/{base}.gin'", "include 'gin/debris.gin'",
+        f"model.width = {model_width(args, model)!r}",
+        *[f"data.{k} = {v!r}" for k, v in data_bindings(args, level).items()],
+        f"train.base_lr = {lr!r}", f"train.seed = {seed}",
+        f"train.train_steps = {steps}", f"train.warmup_steps = {max(1, steps // 20)}",
+        f"train.checkpoint_every = {every}", f"train.steps_per_loop = {min(200, every)}"]
+        + ([f"model.cells = {gin_value(cells)}"] if cells else []) + [""])
+
+
+def run_key(level, model, width, phase, lr, seed, steps):
+    return f"{level}_{model}_w{width:g}_{phase}_lr{lr:g}_seed{seed}_steps{steps}"
+
+
+# ---------------------------------------------------------------------------------- records
+def read_rows(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def append_row(path, row):
+    """One run's result, appended under a lock (several workers write the same file)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        new = not os.path.exists(path)
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, FIELDS)
+            if new:
+                w.writeheader()
+            w.writerow({k: row.get(k, "") for k in FIELDS})
+
+
+def done_keys(rows):
+    return {run_key(r["level"], r["model"], float(r["width"]), r["phase"], float(r["lr"]),
+                    int(r["seed"]), int(r["steps"])) for r in rows}
+
+
+def ours(args, rows):
+    """The rows of this command's design (levels, models, width, budgets)."""
+    return [r for r in rows if r["level"] in args.levels and r["model"] in args.models
+            and float(r["width"]) == args.width
+            and int(r["steps"]) == (args.grid_steps if r["phase"] == "grid" else args.steps)]
+
+
+def chosen_lr(rows, level, model, lrs, grid_steps):
+    """The grid's pick for (level, model), or None while a grid run is missing."""
+    grid = {float(r["lr"]): float(r["val_top1"]) for r in rows
+            if (r["level"], r["model"], r["phase"]) == (level, model, "grid")
+            and int(r["steps"]) == grid_steps}  # (rows: this design's only)
+    if not all(lr in grid for lr in lrs):
+        return None
+    return max(lrs, key=lambda lr: (grid[lr], -lr))  # ties: the smaller rate
+
+
+# ---------------------------------------------------------------------------------- one run
+def convergence(metrics, steps, rise):
+    """(validation top-1 at the end, its rise over the last 20% of the budget, converged)."""
+    by_step = {e["step"]: e["top1"] for e in metrics}
+    final = by_step[steps]
+    before = [s for s in by_step if s <= 0.8 * steps]
+    if not before:
+        return final, float("nan"), False
+    gain = final - by_step[max(before)]
+    return final, gain, gain < rise
+
+
+def test_eval(gin, model_dir, log):
+    """Top-1 on the test split at every time step (``--eval_name=eval_test``)."""
+    path = os.path.join(model_dir, "eval_test", "metrics.json")
+    if not os.path.exists(path):
+        with open(log, "a") as f:
+            code = subprocess.call(
+                [sys.executable, "-m", "tpu_convrnn.main", f"--gin_file={gin}", "--mode=eval",
+                 f"--model_dir={model_dir}", "--eval_name=eval_test",
+                 "--gin_param=data.debris_eval_split = 'test'"],
+                stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+        if code != 0:
+            raise RuntimeError(f"test evaluation of {model_dir} failed; see {log}")
+    return json.load(open(path))[-1]
+
+
+def run(args, level, model, phase, lr, seed):
+    """Trains one run to its end and records its row; None if another worker has it."""
+    steps = args.grid_steps if phase == "grid" else args.steps
+    every = steps // 2 if phase == "grid" else steps // 10
+    key = run_key(level, model, args.width, phase, lr, seed, steps)
+    os.makedirs(os.path.join(args.output, "runs"), exist_ok=True)
+    with open(os.path.join(args.output, "runs", f"{key}.lock"), "w") as lock:
+        try:  # the whole run, test evaluation and row included, is one worker's
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        if key in done_keys(read_rows(args.csv)):
+            return None  # finished by another worker since this one read the table
+        return _run_locked(args, key, level, model, phase, lr, seed, steps, every)
+
+
+def _run_locked(args, key, level, model, phase, lr, seed, steps, every):
+    from tpu_convrnn.search.candidate import inspect_gin
+    text = gin_text(args, level, model, lr, seed, steps, every)
+    start = time.time()
+    gin, m = train_gin(args.output, key, text, steps, wait=False)
+    if m is BUSY:  # another command (not a worker of this one) trains it
+        return None
+    model_dir = os.path.join(args.output, "runs", key)
+    wall_file = os.path.join(model_dir, "wall_s.json")
+    wall = json.load(open(wall_file))["wall_s"] if os.path.exists(wall_file) else 0.0
+    wall += time.time() - start
+    with open(wall_file, "w") as f:
+        json.dump({"wall_s": wall}, f)
+    info = inspect_gin(gin, filters_fit_maps=False)
+    row = {"level": level, "model": model, "width": args.width, "phase": phase, "seed": seed, "lr": lr,
+           "steps": steps, "params": info["params"],
+           "mflop": round(info["flops_forward"] / 1e6, 2),
+           "wall_s": round(wall)}
+    if m is None:  # diverged: a result, kept
+        row.update(val_top1="nan", rise_last20="nan", converged=False)
+    else:
+        metrics = json.load(open(os.path.join(model_dir, "eval", "metrics.json")))
+        val, gain, ok = convergence(metrics, steps, args.rise)
+        row.update(val_top1=round(val, 4), rise_last20=round(gain, 4), converged=ok)
+        if phase == "full":
+            t = test_eval(gin, model_dir, os.path.join(args.output, "logs", f"{key}.log"))
+            row.update(test_top1=round(t["top1"], 4), test_top1_per_step=" ".join(
+                f"{a:.4f}" for a in t["top1_per_step"]))
+    append_row(args.csv, row)
+    return row
+
+
+def plan(args, rows):
+    """The runs still to do, in order, that can start now: (level, model, phase, lr, seed)."""
+    rows = ours(args, rows)
+    done = done_keys(rows)
+    out = []
+    for level in args.levels:
+        for model in args.models:
+            for lr in args.lrs:
+                if run_key(level, model, args.width, "grid", lr, 0,
+                           args.grid_steps) not in done:
+                    out.append((level, model, "grid", lr, 0))
+    for seed in range(args.seeds):  # every model's seed 0 before any seed 1
+        for level in args.levels:
+            for model in args.models:
+                lr = chosen_lr(rows, level, model, args.lrs, args.grid_steps)
+                if lr is not None and run_key(level, model, args.width, "full", lr, seed,
+                                              args.steps) not in done:
+                    out.append((level, model, "full", lr, seed))
+    return out
+
+
+def remaining(args, rows):
+    n_grid = len(args.levels) * len(args.models) * len(args.lrs)
+    n = n_grid + len(args.levels) * len(args.models) * args.seeds
+    return n - len(ours(args, rows))
+
+
+def worker(args, index):
+    if hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[index % len(cores)]})
+    while True:
+        rows = read_rows(args.csv)
+        todo = plan(args, rows)
+        if not todo:
+            if remaining(args, rows) <= 0:
+                return
+            time.sleep(20)  # a grid another worker is finishing decides the next runs
+            continue
+        started = False
+        for level, model, phase, lr, seed in todo:
+            row = run(args, level, model, phase, lr, seed)
+            if row is not None:
+                print(f"[worker {index}] {level} {model} {phase} lr {lr:g} seed {seed}: "
+                      f"val {row['val_top1']} test {row.get('test_top1', '-')} "
+                      f"(rise {row['rise_last20']}, {row['wall_s']} s)", flush=True)
+                started = True
+                break
+        if not started:
+            time.sleep(20)
+
+
+# ---------------------------------------------------------------------------------- report
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
+
+
+def mean_sem(values):
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
+    mean = sum(values) / n
+    sem = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if n > 1 else float("nan")
+    return mean, sem
+
+
+def report(args):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    every = ours(args, read_rows(args.csv))
+    rows = [r for r in every if r["phase"] == "full" and r["test_top1"]]
+    grid = [r for r in every if r["phase"] == "grid"]
+    levels = [lv for lv in ("light", "moderate", "heavy") if any(r["level"] == lv for r in rows)]
+    lines = []
+    fig, ax = plt.subplots(1, max(1, len(levels)), figsize=(5 * max(1, len(levels)), 3.6),
+                           squeeze=False)
+    by_level = {}
+    for i, level in enumerate(levels):
+        lines += [f"### {level} debris", "", "| model | params | MFLOP/img (forward) | base_lr "
+                  "(grid: val top-1) | seeds (converged) | test top-1 | at arrival (t=2) | "
+                  "last - arrival | wall s/run |", "|---|---|---|---|---|---|---|---|---|"]
+        for model in MODELS:
+            rs = [r for r in rows if (r["level"], r["model"]) == (level, model)]
+            if not rs:
+                continue
+            top = [float(r["test_top1"]) for r in rs]
+            steps = [[float(a) for a in r["test_top1_per_step"].split()] for r in rs]
+            arrival = [s[ARRIVAL] for s in steps]
+            m, e = mean_sem(top)
+            ma, _ = mean_sem(arrival)
+            md, ed = mean_sem([t - a for t, a in zip(top, arrival)])
+            g = sorted((float(r["lr"]), float(r["val_top1"])) for r in grid
+                       if (r["level"], r["model"]) == (level, model))
+            conv = sum(r["converged"] == "True" for r in rs)
+            lines.append(
+                f"| {model} | {int(rs[0]['params']):,} | {float(rs[0]['mflop']):.1f} | "
+                f"{float(rs[0]['lr']):g} ({', '.join(f'{lr:g}: {v:.3f}' for lr, v in g)}) | "
+                f"{len(rs)} ({conv}) | {m:.3f} +- {e:.3f} | {ma:.3f} | {md:+.3f} +- {ed:.3f} | "
+                f"{mean_sem([float(r['wall_s']) for r in rs])[0]:.0f} |")
+            by_level.setdefault(model, {})[level] = (m, e)
+            per_step = [sum(c) / len(c) for c in zip(*steps)]
+            ax[0, i].plot(range(len(per_step)), per_step, marker="o", ms=3, label=model)
+        ax[0, i].axvline(ARRIVAL, color="grey", lw=0.8, ls=":")
+        ax[0, i].set(title=f"{level} debris: test top-1 by time step", xlabel="time step",
+                     ylabel="test top-1 (mean over seeds)")
+        ax[0, i].legend(fontsize=7)
+        lines += ["", "Paired differences (test top-1, same seed; mean and 95% t interval):", "",
+                  "| contrast | seeds | difference | 95% interval |", "|---|---|---|---|"]
+        for a, b in CONTRASTS:
+            pa = {r["seed"]: float(r["test_top1"]) for r in rows
+                  if (r["level"], r["model"]) == (level, a)}
+            pb = {r["seed"]: float(r["test_top1"]) for r in rows
+                  if (r["level"], r["model"]) == (level, b)}
+            d = [pa[s] - pb[s] for s in sorted(set(pa) & set(pb))]
+            if not d:
+                continue
+            m, e = mean_sem(d)
+            half = T95.get(len(d) - 1, 2.0) * e if len(d) > 1 else float("nan")
+            lines.append(f"| {a} - {b} | {len(d)} | {m:+.3f} | "
+                         + (f"[{m - half:+.3f}, {m + half:+.3f}] |" if len(d) > 1 else "- |"))
+        lines.append("")
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.output_figures, "accuracy_by_step.png"), dpi=90)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for model, vals in by_level.items():
+        xs = [lv for lv in levels if lv in vals]
+        ax.errorbar(xs, [vals[x][0] for x in xs], yerr=[0 if math.isnan(vals[x][1]) else
+                                                       vals[x][1] for x in xs],
+                    marker="o", capsize=2, label=model)
+    ax.set(xlabel="debris level", ylabel="test top-1 (mean +- s.e.m.)",
+           title="occluded digits: top-1 against debris level")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.output_figures, "accuracy_by_level.png"), dpi=90)
+    plt.close(fig)
+    table = "\n".join(lines)
+    with open(os.path.join(args.output_figures, "table.md"), "w") as f:
+        f.write(table + "\n")
+    return table
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--output", default="runs/occluded_digits",
+                   help="run folders (checkpoints, logs; not kept in the repository)")
+    p.add_argument("--csv", default=os.path.join(RESULTS, "runs.csv"),
+                   help="every finished run, one row each (kept in the repository)")
+    p.add_argument("--output_figures", default=RESULTS, help="table.md and the figures")
+    p.add_argument("--levels", default="light,moderate", help="comma list of light, moderate, "
+                   "heavy")
+    p.add_argument("--models", default=",".join(MODELS), help="comma list of "
+                   + ", ".join(MODELS))
+    p.add_argument("--lrs", default="0.1,0.2,0.4,0.8", help="train.base_lr grid (per 256 images)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--width", type=float, default=1.0, help="model.width of every model (B-F "
+                   "at the width that matches BL's parameters at it)")
+    p.add_argument("--steps", type=int, default=12000, help="the full budget (batch 64)")
+    p.add_argument("--grid_steps", type=int, default=3000, help="the learning-rate grid's budget")
+    p.add_argument("--rise", type=float, default=0.01,
+                   help="converged: validation top-1 rose less than this over the last 20%%")
+    p.add_argument("--data_dir", default=None, help="data.cache_dir: where the images are "
+                   "written once (default: the recipe's)")
+    p.add_argument("--num_train", type=int, default=None,
+                   help="training images per level (default: gin/debris.gin's)")
+    p.add_argument("--num_eval", type=int, default=None,
+                   help="validation and test images each (default: gin/debris.gin's)")
+    p.add_argument("--workers", type=int, default=1, help="processes, one core each")
+    p.add_argument("--report_only", action="store_true", help="train nothing; write the table")
+    args = p.parse_args(argv)
+    args.levels = args.levels.split(",")
+    args.models = args.models.split(",")
+    args.lrs = [float(v) for v in args.lrs.split(",")]
+    for what, values, allowed in (("levels", args.levels, ("light", "moderate", "heavy")),
+                                  ("models", args.models, MODELS)):
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            p.error(f"--{what}: unknown {', '.join(bad)} (choose from {', '.join(allowed)})")
+    if args.grid_steps % 2 or args.steps % 10:
+        p.error("--grid_steps must be even and --steps a multiple of 10 (evaluation points)")
+    os.makedirs(args.output_figures, exist_ok=True)
+    args.bf_width = matched_width(args.width)
+    if not args.report_only:
+        from tpu_convrnn.data.sources import DataConfig
+        for level in args.levels:  # written once, before the workers read them
+            print(f"digit debris, {level}: writing or finding the images", flush=True)
+            DataConfig(source="debris", augment="none", **data_bindings(args, level)).resolved()
+        spawn = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+        procs = [spawn.Process(target=worker, args=(args, i))
+                 for i in range(args.workers)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        failed = [proc.exitcode for proc in procs if proc.exitcode]
+        if failed:
+            sys.exit(f"a worker failed (exit {failed[0]}); see {args.output}/logs")
+    print(report(args))
+    print(f"wrote {args.output_figures}/table.md, accuracy_by_step.png, accuracy_by_level.png")
+
+
+if __name__ == "__main__":
+    main()
