@@ -45,7 +45,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, REPO)
 
-from cell_comparison import BUSY, train_gin  # noqa: E402  (one mechanism for a resumable run)
+from cell_comparison import BUSY, LN_EPSILON, train_gin  # noqa: E402  (one resumable-run mechanism)
 
 RESULTS = os.path.join(HERE, "occluded_digits")
 BASE = {"b": "spoerer_b", "b_k": "spoerer_b_k", "b_f": "spoerer_b_f", "bl": "spoerer_bl",
@@ -58,7 +58,6 @@ MODELS = tuple(BASE) + tuple(CELL_MODELS)
 CONTRASTS = [("bl", "b_k"), ("bl", "b_f"), ("bt", "b_k"), ("bt", "b_f"), ("blt", "b_k"),
              ("blt", "b_f"), ("bl", "b"), ("bl_rgc", "bl_simplernn"), ("bl_rgc", "b_f"),
              ("bl_simplernn", "b_f")]
-LN_EPSILON = 1e-3
 ARRIVAL = 2  # the step at which the image reaches the readout (tests/test_digit_models.py)
 FIELDS = ["level", "model", "width", "phase", "seed", "lr", "steps", "params", "mflop",
           "val_top1", "rise_last20", "converged", "test_top1", "test_top1_per_step", "wall_s"]
