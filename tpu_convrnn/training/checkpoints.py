@@ -5,7 +5,9 @@
 * ``restore()`` loads the newest checkpoint; if it cannot be read (a save cut off by preemption,
   a corrupt file) it says so and tries the previous ones, newest first. Returns the path used
   (None: a fresh start).
-* ``save(step)`` writes ``<directory>/ckpt-<step>`` and keeps the ``keep`` newest.
+* ``save(step)`` writes ``<directory>/ckpt-<step>`` and keeps the ``keep`` newest. A save that
+  fails (a full or read-only disk) raises ``SaveFailed``, one line naming the directory, the
+  reason and the newest checkpoint kept; what it had written is removed, older checkpoints stay.
 
 Model weights are saved by their Keras paths (``conv4/ReciprocalGateCell/...``), so a checkpoint
 does not depend on the order in which variables were created. On a multi-worker run every worker
@@ -20,6 +22,10 @@ import sys
 import tensorflow as tf
 
 CHECKPOINT_SUBDIR = "checkpoints"
+
+
+class SaveFailed(RuntimeError):
+    """A checkpoint could not be written; the older ones are untouched."""
 
 
 def _weights_by_path(model) -> dict:
@@ -73,12 +79,24 @@ class TrainingCheckpoints:
             return False
 
     def save(self, step: int) -> str:
-        if self.scratch is None:
-            return self.manager.save(checkpoint_number=int(step))
-        scratch = tf.train.CheckpointManager(self.checkpoint, self.scratch, max_to_keep=1)
-        path = scratch.save(checkpoint_number=int(step))
-        tf.io.gfile.rmtree(self.scratch)
-        return path
+        try:
+            if self.scratch is None:
+                return self.manager.save(checkpoint_number=int(step))
+            scratch = tf.train.CheckpointManager(self.checkpoint, self.scratch, max_to_keep=1)
+            path = scratch.save(checkpoint_number=int(step))
+            tf.io.gfile.rmtree(self.scratch)
+            return path
+        except tf.errors.OpError as e:
+            for leftover in tf.io.gfile.glob(f"{self.directory}/ckpt-{int(step)}[._]*"):
+                (tf.io.gfile.rmtree if tf.io.gfile.isdir(leftover) else tf.io.gfile.remove)(
+                    leftover)
+            kept = self.latest
+            raise SaveFailed(
+                f"checkpoint step {int(step)} could not be written to {self.directory} "
+                f"({e.message.splitlines()[0]}); "
+                + (f"the newest kept checkpoint is {kept}: free space (or fix the folder) "
+                   "and restart with the same --model_dir to resume from it" if kept else
+                   "no checkpoint was kept")) from None
 
     @property
     def latest(self) -> str | None:

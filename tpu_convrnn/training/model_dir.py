@@ -5,7 +5,12 @@
 * **lock**: ``<model_dir>/LOCK`` names the holder (host, pid, start time) and is refreshed by
   ``touch()`` (each training loop). A second run on the same dir fails with an error naming
   the holder. A lock left by a killed run is taken over when its process is gone (same host)
-  or its heartbeat is older than ``STALE_AFTER_S`` (another host, e.g. a preempted VM's);
+  or its heartbeat is older than ``STALE_AFTER_S`` (another host, e.g. a preempted VM's). A
+  LOCK that cannot be read or has another shape is taken over as garbage, saying so; a
+  heartbeat more than ``CLOCK_SKEW_S`` in the future is suspect (another host's clock, or a
+  hand-made file): the age of the LOCK file itself is used instead, and the message says so;
+* **writable**: the dir is made and written to before anything else (a read-only or full
+  disk is a one-line error naming the dir, not a traceback after the model is built);
 * **checkpoint state**: if ``checkpoints/checkpoint`` (TensorFlow's list of checkpoints) is
   missing or unreadable while checkpoint files exist, it is rebuilt from those files instead
   of the run silently starting again from step 0 and overwriting them;
@@ -25,10 +30,12 @@ import time
 
 import tensorflow as tf
 
+from tpu_convrnn import files
 from tpu_convrnn.training.checkpoints import CHECKPOINT_SUBDIR
 
 LOCK_FILE = "LOCK"
 STALE_AFTER_S = 900  # a heartbeat older than this (another host) means the holder is gone
+CLOCK_SKEW_S = 120  # a heartbeat further ahead than this of this host's clock is suspect
 _HEARTBEAT_EVERY_S = 60
 
 
@@ -65,32 +72,52 @@ class _Lock:
                 f"host {holder['host']} since {since} ({self.path}); stop that run or use "
                 f"another --model_dir (delete {LOCK_FILE} only if that process is gone)")
         if holder is not None:
+            why = holder.get("garbage") or "no longer running"
             self.log(f"taking over {self.path} from pid {holder.get('pid')} on host "
-                     f"{holder.get('host')} (no longer running)")
+                     f"{holder.get('host')} ({why})")
         self._write()
         if self._read() != self.me:  # another run wrote in between
             raise ModelDirInUse(f"model dir {os.path.dirname(self.path)}: another run took "
                                 f"{self.path} at the same moment")
 
     def _live(self, holder) -> bool:
-        if holder.get("host") == self.me["host"]:
-            return holder.get("pid") != self.me["pid"] and _alive(int(holder.get("pid", -1)))
-        return time.time() - float(holder.get("heartbeat", 0)) < STALE_AFTER_S
+        if "garbage" in holder:
+            return False
+        if holder["host"] == self.me["host"]:
+            return holder["pid"] != self.me["pid"] and _alive(holder["pid"])
+        age = time.time() - holder["heartbeat"]
+        if age < -CLOCK_SKEW_S:
+            file_age = time.time() - tf.io.gfile.stat(self.path).mtime_nsec / 1e9
+            self.log(f"{self.path}: the heartbeat of pid {holder['pid']} on host "
+                     f"{holder['host']} is {-age:.0f} s in the future (that host's clock, or a "
+                     f"hand-made file): judging it by the file's age, {file_age:.0f} s")
+            age = file_age
+        return age < STALE_AFTER_S
 
     def _read(self):
+        """The holder's record; None without a LOCK; ``{"garbage": why, ...}`` for a LOCK
+        that is torn, unreadable or of another shape (a killed write, a hand edit)."""
         if not tf.io.gfile.exists(self.path):
             return None
         try:
             with tf.io.gfile.GFile(self.path) as f:
-                return json.load(f)
-        except (ValueError, tf.errors.OpError):
-            return {}  # torn write of a killed run: stale
+                holder = json.load(f)
+        except (ValueError, UnicodeDecodeError, tf.errors.OpError):
+            return {"garbage": "an unreadable LOCK"}
+        if not isinstance(holder, dict):
+            return {"garbage": f"a LOCK that is not a JSON object: {str(holder)[:40]}"}
+        try:
+            fields = {"host": str(holder["host"]), "pid": int(holder["pid"]),
+                      "started": float(holder["started"]),
+                      "heartbeat": float(holder["heartbeat"])}
+        except (KeyError, TypeError, ValueError) as e:
+            return {**holder, "garbage": f"a LOCK with a missing or odd field ({e})"}
+        if fields["pid"] <= 0:  # os.kill(0 or -1, 0) would ask about whole process groups
+            return {**holder, "garbage": f"a LOCK with pid {fields['pid']}"}
+        return {**holder, **fields}
 
     def _write(self):
-        tmp = f"{self.path}.{self.me['host']}.{self.me['pid']}.tmp"
-        with tf.io.gfile.GFile(tmp, "w") as f:
-            json.dump(self.me, f)
-        tf.io.gfile.rename(tmp, self.path, overwrite=True)
+        files.write_atomic(self.path, json.dumps(self.me))
 
     def touch(self):
         if time.time() - self.last >= _HEARTBEAT_EVERY_S:
@@ -139,7 +166,7 @@ def hold(model_dir: str, chief: bool = True, log=print):
     if not chief:
         yield None
         return
-    tf.io.gfile.makedirs(model_dir)
+    files.writable_folder(model_dir, "--model_dir")
     lock = _Lock(model_dir, log)
     lock.acquire()
     try:
