@@ -96,26 +96,129 @@ def test_a_held_model_dir_is_refused_and_a_killed_holders_dir_is_recovered(tmp_p
     assert not os.path.exists(os.path.join(d, model_dir_lib.LOCK_FILE))  # released
 
 
-@pytest.mark.parametrize("damage", ["label"])
-def test_a_bad_shard_is_named_before_the_model_is_built(tmp_path, damage):
+def _damage_shard(path, good_from, bad_at: int, n_bad: int = 1):
+    """Rewrites the shard ``path``: ``bad_at`` good records of ``good_from``, then ``n_bad``
+    records of a good image with label 99 (past the 10 classes)."""
+    import tensorflow as tf
+
+    from tpu_convrnn.data import records
+    good = list(tf.data.TFRecordDataset(good_from).take(bad_at + 1))
+    jpeg, _, _ = records.parse_example(good[0], good_from, 10)
+    with tf.io.TFRecordWriter(path) as w:
+        for record in good[:bad_at]:
+            w.write(record.numpy())
+        for _ in range(n_bad):
+            w.write(records.encode_example(jpeg.numpy(), 99, 28, 28))
+
+
+@pytest.mark.parametrize("split, bad_at", [("train", 0), ("train", 3), ("eval", 3)])
+def test_a_bad_record_is_named_with_its_file_and_record(tmp_path, split, bad_at):
+    """Record 0 is checked before the model is built; a later one fails in training or
+    evaluation, and the error still names the file and the record."""
     from tpu_convrnn.data import embedded, records
     info = embedded.write_embedded(str(tmp_path / "cache"))
-    files = records.list_files(info["train_pattern"])
-    bad = files[1]
-    if damage == "garbage":
-        with open(bad, "wb") as f:
-            f.write(b"this is not a TFRecord file" * 10)
-    else:  # a good image with a label past the 10 classes
-        import tensorflow as tf
-        record = next(iter(tf.data.TFRecordDataset(files[0])))
-        jpeg, _, _ = records.parse_example(record, files[0], 10)
-        with tf.io.TFRecordWriter(bad) as w:
-            w.write(records.encode_example(jpeg.numpy(), 99, 28, 28))
+    files = records.list_files(info[f"{split}_pattern"])
+    bad = files[-1]
+    # (training draws 128 of ~3,900 shuffled records: many bad ones, so that it meets one)
+    _damage_shard(bad, files[0], bad_at, n_bad=500 if split == "train" else 1)
     d = str(tmp_path / "run")
     code, out = finish(start(d, f"--gin_param=data.cache_dir = '{tmp_path / 'cache'}'"))
     assert code == 2, out[-3000:]
     last = out.strip().splitlines()[-1]
-    assert last.startswith(f"error: file '{bad}', record 0: "), last
-    if damage == "label":
-        assert "label 99 outside the declared range 1 .. 10" in last
-    assert "model rgc_shallow" not in out  # found before the build
+    where = f"file '{bad}', record {bad_at}"
+    assert last.startswith(f"error: {where}: " if bad_at == 0 else
+                           f"error: bad input in {where} (0-based): "), last
+    assert "label 99 outside the declared range 1 .. 10" in last
+    assert ("model rgc_shallow" in out) == (bad_at > 0)  # record 0: found before the build
+
+
+def test_skip_bad_skips_and_counts_bad_evaluation_records(tmp_path):
+    from tpu_convrnn.data import embedded, records
+    info = embedded.write_embedded(str(tmp_path / "cache"))
+    files = records.list_files(info["eval_pattern"])
+    _damage_shard(files[-1], files[0], 3)  # that shard now holds 4 records, one of them bad
+    expected = sum(records.count_records(files))
+    d = str(tmp_path / "run")
+    code, out = finish(start(d, f"--gin_param=data.cache_dir = '{tmp_path / 'cache'}'",
+                             "--gin_param=data.skip_bad = True"))
+    assert code == 0, out[-3000:]
+    metrics = json.load(open(os.path.join(d, "eval", "metrics.json")))
+    assert [m["num_skipped"] for m in metrics] == [1, 1]
+    assert [m["num_examples"] for m in metrics] == [expected - 1] * 2
+    assert "1 bad records skipped (data.skip_bad)" in out
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"[1, 2]", "not a JSON object"),
+    (b'{"host": "h", "pid": "abc", "started": 0, "heartbeat": 0}', "missing or odd field"),
+    (b'{"pid": 123}', "missing or odd field"),
+    (b'{"host": "h", "pid": 0, "started": 0, "heartbeat": 0}', "with pid 0"),
+    (b"\xff\xfe not json", "an unreadable LOCK"),
+])
+def test_an_odd_lock_is_taken_over_as_garbage_saying_so(tmp_path, content, why):
+    d = str(tmp_path / "run")
+    os.makedirs(d)
+    with open(os.path.join(d, model_dir_lib.LOCK_FILE), "wb") as f:
+        f.write(content)
+    said = []
+    with model_dir_lib.hold(d, log=said.append):
+        holder = json.load(open(os.path.join(d, model_dir_lib.LOCK_FILE)))
+        assert holder["pid"] == os.getpid()
+    assert len(said) == 1 and said[0].startswith(f"taking over {d}/LOCK") and why in said[0]
+
+
+def test_a_heartbeat_from_the_future_is_judged_by_the_files_age(tmp_path):
+    d = str(tmp_path / "run")
+    os.makedirs(d)
+    lock = os.path.join(d, model_dir_lib.LOCK_FILE)
+    now = time.time()
+    with open(lock, "w") as f:  # another host whose clock runs an hour ahead
+        json.dump({"host": "elsewhere", "pid": 4242, "started": now + 3600,
+                   "heartbeat": now + 3600}, f)
+    said = []
+    with pytest.raises(model_dir_lib.ModelDirInUse, match="pid 4242 on host elsewhere"):
+        with model_dir_lib.hold(d, log=said.append):
+            pass  # a fresh file: the holder may be alive
+    assert any("3600 s in the future" in m and "host elsewhere" in m for m in said), said
+    old = now - model_dir_lib.STALE_AFTER_S - 60
+    os.utime(lock, (old, old))  # not written for longer than the stale limit: taken over
+    said.clear()
+    with model_dir_lib.hold(d, log=said.append):
+        pass
+    assert said[-1].startswith(f"taking over {lock} from pid 4242 on host elsewhere")
+
+
+def test_a_read_only_model_dir_is_a_one_line_error_before_the_build(tmp_path, small_disk):
+    read_only = small_disk("ro", "read_only")
+    existing = small_disk("size=1m", "existing")
+    os.makedirs(existing / "run" / "checkpoints")
+    small_disk.remount(existing, "ro")  # a model dir that exists, now read-only
+    for d in (str(read_only / "run"), str(existing / "run")):
+        code, out = finish(start(d, mode="train"))
+        assert code == 2, out[-3000:]
+        last = out.strip().splitlines()[-1]
+        assert last == f"error: --model_dir {d!r} is not writable: Read-only file system", last
+        assert "model rgc_shallow" not in out and "Traceback" not in out
+
+
+def test_a_full_disk_at_a_save_keeps_the_previous_checkpoint(tmp_path, small_disk):
+    """One tiny checkpoint is about 0.7 MB: a 1.2 MB disk holds one, not two."""
+    disk = small_disk("size=1200k")
+    d = str(disk / "run")
+    ckpts = os.path.join(d, "checkpoints")
+    code, out = finish(start(d, "--gin_param=train.train_steps = 2", mode="train"))
+    assert code == 0, out[-3000:]
+    code, out = finish(start(d, mode="train"))
+    assert code == 1, out[-3000:]
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(f"error: SaveFailed: checkpoint step 4 could not be written to "
+                           f"{ckpts} ("), last
+    assert "No space left on device" in last and f"newest kept checkpoint is {ckpts}/ckpt-2" \
+        in last and "Traceback" not in out
+    assert sorted(n for n in os.listdir(ckpts) if n.startswith("ckpt-")) == [
+        "ckpt-2.data-00000-of-00001", "ckpt-2.index"]  # nothing of the failed save left
+    small_disk.remount(disk, "size=4m")  # space freed: the run resumes from ckpt-2
+    code, out = finish(start(d, mode="train"))
+    assert code == 0, out[-3000:]
+    assert f"resumed from checkpoint {ckpts}/ckpt-2 at step 2" in out
+    assert "train: done at step 4" in out

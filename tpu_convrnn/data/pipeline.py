@@ -258,6 +258,8 @@ def eval_dataset(cfg: InputConfig, global_batch: int, input_context=None,
                 "mask": tf.constant(1, tf.int32), "key": key}
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cfg.skip_bad:  # bad records are dropped; padding takes their place (mask 0), and
+        ds = ds.ignore_errors(log_warning=True)  # the evaluation counts them as skipped
     s = cfg.image_size
     pad = tf.data.Dataset.from_tensors({
         "image": tf.zeros((s, s, 3), tf.uint8), "label": tf.constant(0, tf.int32),

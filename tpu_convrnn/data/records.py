@@ -23,6 +23,13 @@ def shard_name(split: str, index: int, num_shards: int) -> str:
     return f"{split}-{index:05d}-of-{num_shards:05d}"
 
 
+def is_shard_name(name: str, split: str) -> bool:
+    """Whether the file name ``name`` is one that ``shard_name(split, ...)`` writes."""
+    head, sep, tail = name.rpartition("-of-")
+    return bool(sep and head.startswith(f"{split}-") and head[len(split) + 1:].isdigit()
+            and tail.isdigit())
+
+
 def list_files(pattern: str) -> list[str]:
     """Sorted files matching ``pattern`` (local or gs://; several patterns separated by commas,
     e.g. a split of the training shards); ValueError naming the pattern if one matches none."""
@@ -133,39 +140,45 @@ def check_first_records(files, num_classes: int, label_offset: int = LABEL_OFFSE
 
 
 def explain(error, files, num_classes: int, label_offset: int = LABEL_OFFSET):
-    """An ``InputError`` naming what in ``files`` caused the TF ``error`` (a bad label is
-    named from the error itself; anything else by scanning the files), or None when the
-    files read well (the error came from elsewhere)."""
-    if "outside the declared range" in error.message:
-        return InputError(f"bad label: {_reason(error)}")
+    """An ``InputError`` naming the file and record in ``files`` that caused the TF ``error``
+    (found by scanning the files: the error of a graph names neither), or None when the files
+    read well (the error came from elsewhere)."""
     where = find_bad_record(files, num_classes, label_offset)
     if where is None:
         return None
-    return InputError(f"bad input in {where} (while reading: "
-                      f"{error.message.splitlines()[0]})")
+    return InputError(f"bad input in {where}")
 
 
 def _reason(e) -> str:
-    msg = e.message
-    if "outside the declared range" in msg:
-        return msg.splitlines()[0].split("assertion failed: ")[-1].replace(
-            "] [", " ").strip("[]")
-    return msg.splitlines()[0]
+    """The informative line of a TF error: the label assertion's text, or the first line
+    that is not TensorFlow's "Graph execution error:" header."""
+    lines = [line.strip() for line in e.message.splitlines() if line.strip()]
+    for line in lines:
+        if "outside the declared range" in line:
+            return line.split("assertion failed: ")[-1].replace("] [", " ").strip("[]")
+    useful = [line for line in lines if line != "Graph execution error:"]
+    return (useful or lines or [type(e).__name__])[0]
 
 
 def find_bad_record(files, num_classes: int, label_offset: int = LABEL_OFFSET):
     """Scans ``files`` eagerly and returns a description of the first corrupt record,
-    undecodable image or out-of-range label, or None. Used to turn an opaque input error into
-    one that names the file."""
+    undecodable image or out-of-range label (``file '...', record N (0-based): why``), or
+    None. Used to turn an opaque input error into one that names the file and record."""
     for f in files:
         position = 0  # 0-based index of the record being read
         try:
             for record in tf.data.TFRecordDataset(f):
-                jpeg, label, _ = parse_example(record, f, num_classes, label_offset)
-                tf.io.decode_image(jpeg, channels=3, expand_animations=False)
+                parsed = tf.io.parse_single_example(record, FEATURES)
+                label = int(parsed["image/class/label"])
+                if not label_offset <= label < label_offset + num_classes:
+                    return (f"file {f!r}, record {position} (0-based): label {label} outside "
+                            f"the declared range {label_offset} .. "
+                            f"{label_offset + num_classes - 1}")
+                tf.io.decode_image(parsed["image/encoded"], channels=3,
+                                   expand_animations=False)
                 position += 1
         except tf.errors.OpError as e:
-            return f"file {f!r}, record {position} (0-based): {e.message.splitlines()[0]}"
+            return f"file {f!r}, record {position} (0-based): {_reason(e)}"
     return None
 
 

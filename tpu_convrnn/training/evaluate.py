@@ -6,7 +6,8 @@ masked out) and returns a metrics dict; ``record_metrics(model_dir, metrics)`` a
 entry of the same step) and redraws ``<model_dir>/eval/accuracy_over_time.png``.
 
 metrics.json entries: ``step``, ``top1``, ``top5`` (the model's readout, e.g. last step or
-max_conf), ``top1_per_step``, ``top5_per_step`` (lists over t = 0..T-1), ``num_examples``.
+max_conf), ``top1_per_step``, ``top5_per_step`` (lists over t = 0..T-1), ``num_examples`` (the
+images scored) and, from a run, ``num_skipped`` (bad records dropped with ``data.skip_bad``).
 """
 from __future__ import annotations
 

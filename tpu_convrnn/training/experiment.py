@@ -119,8 +119,11 @@ class Evaluation:
                 _named_input_errors(self.data, "eval"):
             metrics = evaluate(self.trainer.model, self.trainer.strategy, self.fn, step, bar,
                                self.step_fn, stop=self.trainer.stop_requested)
+        metrics["num_skipped"] = self.fn.num_examples - metrics["num_examples"]
+        skipped = (f", {metrics['num_skipped']:,} bad records skipped (data.skip_bad)"
+                   if metrics["num_skipped"] else "")
         self.log(f"eval at step {step}: top1 {metrics['top1']:.4f}  top5 {metrics['top5']:.4f}"
-                 f"  ({metrics['num_examples']} images); top1 by time step: "
+                 f"  ({metrics['num_examples']} images{skipped}); top1 by time step: "
                  + " ".join(f"{a:.2f}" for a in metrics["top1_per_step"]))
         if self.trainer.chief:
             record_metrics(self.eval_dir, metrics, self.writer, chance=self.chance)
