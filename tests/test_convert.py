@@ -121,3 +121,14 @@ def test_cli_checks_the_output_and_model_before_reading(tmp_path):
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 1, proc.stderr[-2000:]
         assert message in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
+
+
+def test_cli_refuses_a_read_only_output_before_reading_the_checkpoint(tmp_path, small_disk):
+    read_only = small_disk("ro")
+    proc = subprocess.run([sys.executable, "-m", "tpu_convrnn.convert", "--model=rgc_shallow",
+                           f"--checkpoint={tmp_path / 'none'}",
+                           f"--output={read_only / 'x.keras'}"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: --output's folder {str(read_only)!r} is not writable: Read-only file system")

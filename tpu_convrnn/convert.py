@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from tpu_convrnn import files
 from tpu_convrnn.model.tf1_checkpoint import expected_constants, load_tf1_checkpoint
 
 
@@ -31,12 +32,20 @@ def main(argv=None):
                 raise ValueError(f"--output {FLAGS.output!r} must end in .keras")
             if not os.path.isdir(folder):
                 raise ValueError(f"--output {FLAGS.output!r}: folder {folder!r} does not exist")
+            files.writable_folder(folder, "--output's folder")
             model = load_model(FLAGS.model)
             mapping = load_tf1_checkpoint(model, FLAGS.checkpoint)
+            tmp = files.temp_name(FLAGS.output) + ".keras"  # (Keras needs the suffix)
+            try:
+                model.save(tmp)
+                files.replace(tmp, FLAGS.output)
+            except OSError as e:
+                files.remove(tmp)
+                raise ValueError(f"--output {FLAGS.output!r}: could not be written "
+                                 f"({e.strerror or e}); nothing was written") from None
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        model.save(FLAGS.output)
         n_const = len(expected_constants(model))
         print(f"converted {len(mapping)} variables and checked {n_const} constants "
               f"({model.count_params():,} parameters) of {FLAGS.model} from {FLAGS.checkpoint} "

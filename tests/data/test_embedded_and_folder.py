@@ -77,3 +77,40 @@ def test_folder_errors(tmp_path):
     os.makedirs(tmp_path / "in" / "empty_class")
     with pytest.raises(ValueError, match=r"class folder\(s\) \['empty_class'\] hold no"):
         folder.convert_folder(str(tmp_path / "in"), str(tmp_path / "o"), quiet=True)
+
+
+def test_folder_leaves_nothing_half_written_and_never_mixes_conversions(tmp_path, capsys):
+    _make_folder(tmp_path / "in")
+    os.makedirs(tmp_path / "in" / "zebra")
+    (tmp_path / "in" / "zebra" / "bad.jpg").write_bytes(b"junk")  # item 5 of 6
+    assert np.random.default_rng(0).permutation(6)[0] != 5  # shard 0 completes before it
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"cannot decode image .*bad.jpg"):
+        folder.convert_folder(str(tmp_path / "in"), str(out), num_shards=6, quiet=True)
+    assert os.listdir(out) == []  # no finished-looking shard, no temp file, no labels.json
+    os.remove(tmp_path / "in" / "zebra" / "bad.jpg")
+    os.rmdir(tmp_path / "in" / "zebra")
+    folder.convert_folder(str(tmp_path / "in"), str(out), num_shards=2, quiet=True)
+    with pytest.raises(ValueError, match=r"already holds 2 'train' shard\(s\) "
+                                         r"\(train-00000-of-00002, \.\.\.\): pass --overwrite"):
+        folder.convert_folder(str(tmp_path / "in"), str(out), num_shards=1, quiet=True)
+    folder.convert_folder(str(tmp_path / "in"), str(out), split="validation", quiet=True)
+    folder.convert_folder(str(tmp_path / "in"), str(out), num_shards=1, quiet=True,
+                          overwrite=True)
+    assert sorted(os.listdir(out)) == ["labels.json", "train-00000-of-00001",
+                                       "validation-00000-of-00001"]
+    assert sum(records.count_records(records.list_files(str(out / "train-*")))) == 5
+    (tmp_path / "a_file").write_text("x")
+    assert folder.main(["--input", str(tmp_path / "in"), "--output",
+                        str(tmp_path / "a_file")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --output {str(tmp_path / 'a_file')!r} is a file, not a folder")
+
+
+def test_folder_refuses_a_read_only_output_before_reading_images(tmp_path, small_disk):
+    read_only = small_disk("ro")
+    os.makedirs(tmp_path / "in" / "x")
+    (tmp_path / "in" / "x" / "a.jpg").write_bytes(b"junk")  # never read
+    with pytest.raises(ValueError, match=r"^--output '.*' is not writable: Read-only file "
+                                         r"system$"):
+        folder.convert_folder(str(tmp_path / "in"), str(read_only / "out"), quiet=True)

@@ -4,8 +4,11 @@
 
 ``photos/<class name>/<image>`` -> ``records/train-00000-of-00016`` ... (or ``--split``), with
 1-based labels in sorted class-name order, written to ``records/labels.json``
-(``{"class name": 0-based label}``). Non-JPEG images are re-encoded as JPEG. Shards are written
-under a temporary name and renamed when complete.
+(``{"class name": 0-based label}``). Non-JPEG images are re-encoded as JPEG. Nothing is seen
+half-written: every shard is written under a temporary name, and only when all of them are
+complete are they renamed, ``labels.json`` last. An output folder that already holds shards of
+the split is refused (``--overwrite`` replaces them: all of them, so no old shard stays beside
+the new ones); an output that is a file or cannot be written is refused before any image is read.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import json
 import os
 import sys
 
+from tpu_convrnn import files
 from tpu_convrnn.data import records
 from tpu_convrnn.progress import Progress
 
@@ -20,9 +24,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def convert_folder(input_dir: str, output_dir: str, split: str = "train", num_shards: int = 1,
-                   seed: int = 0, quiet: bool = False) -> dict:
+                   seed: int = 0, quiet: bool = False, overwrite: bool = False) -> dict:
     """Writes the shards and ``labels.json``; returns {"num_examples", "num_classes", "labels",
-    "pattern"}."""
+    "pattern"}. ``overwrite``: replace the shards of ``split`` already in ``output_dir``."""
     import numpy as np
     import tensorflow as tf
     if not os.path.isdir(input_dir):
@@ -45,24 +49,41 @@ def convert_folder(input_dir: str, output_dir: str, split: str = "train", num_sh
     if num_shards > len(items):
         raise ValueError(f"--num_shards={num_shards}: more shards than the {len(items)} "
                          "images (a shard would be empty)")
+    files.writable_folder(output_dir, "--output")
+    old = existing_shards(output_dir, split)
+    if old and not overwrite:
+        raise ValueError(f"--output {output_dir!r} already holds {len(old)} {split!r} shard(s) "
+                         f"({os.path.basename(old[0])}, ...): pass --overwrite to replace "
+                         "them, or choose another folder")
     order = np.random.default_rng(seed).permutation(len(items))
-    tf.io.gfile.makedirs(output_dir)
+    paths = [os.path.join(output_dir, records.shard_name(split, shard, num_shards))
+             for shard in range(num_shards)]
+    written = []
     stream = open(os.devnull, "w") if quiet else None
-    with Progress(len(items), f"converting {input_dir}", stream=stream) as bar:
-        for shard in range(num_shards):
-            path = os.path.join(output_dir, records.shard_name(split, shard, num_shards))
-            tmp = f"{path}.{os.getpid()}.tmp"
-            try:
-                _write_shard(tmp, order[shard::num_shards], items, input_dir, bar)
-            except BaseException:
-                tf.io.gfile.remove(tmp)  # no half-written shard left behind
-                raise
-            tf.io.gfile.rename(tmp, path, overwrite=True)
+    try:
+        with Progress(len(items), f"converting {input_dir}", stream=stream) as bar:
+            for shard, path in enumerate(paths):
+                written.append(files.temp_name(path))
+                _write_shard(written[-1], order[shard::num_shards], items, input_dir, bar)
+    except BaseException:
+        for tmp in written:  # no shard of a failed conversion is left behind
+            files.remove(tmp)
+        raise
     labels = {c: i for i, c in enumerate(classes)}
-    with tf.io.gfile.GFile(os.path.join(output_dir, "labels.json"), "w") as f:
-        json.dump(labels, f, indent=1)
+    for path in set(old) - set(paths):  # --overwrite: old shards of another count go
+        tf.io.gfile.remove(path)
+    for tmp, path in zip(written, paths):
+        files.replace(tmp, path)
+    files.write_atomic(os.path.join(output_dir, "labels.json"), json.dumps(labels, indent=1))
     return {"num_examples": len(items), "num_classes": len(classes), "labels": labels,
             "pattern": os.path.join(output_dir, f"{split}-*")}
+
+
+def existing_shards(output_dir: str, split: str) -> list:
+    """The finished shards of ``split`` in ``output_dir``."""
+    import tensorflow as tf
+    return sorted(os.path.join(output_dir, n) for n in tf.io.gfile.listdir(output_dir)
+                  if records.is_shard_name(n, split))
 
 
 def _write_shard(path, indices, items, input_dir, bar):
@@ -92,10 +113,13 @@ def main(argv=None):
     p.add_argument("--split", default="train", help="shard name prefix (train, validation)")
     p.add_argument("--num_shards", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="seed of the example order")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the shards of --split already in --output")
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     try:
-        info = convert_folder(a.input, a.output, a.split, a.num_shards, a.seed)
+        info = convert_folder(a.input, a.output, a.split, a.num_shards, a.seed,
+                              overwrite=a.overwrite)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
