@@ -90,3 +90,10 @@ def test_a_main_run_trains_and_evaluates_on_a_tfds_dataset(tfds_dir, tmp_path):
 def test_tfds_settings_errors_name_the_binding(settings, message):
     with pytest.raises(ValueError, match=message):
         DataConfig(source="tfds", **settings).resolved()
+
+
+def test_a_dataset_that_is_not_prepared_is_refused_without_a_download(tmp_path):
+    with pytest.raises(ValueError, match=r"data.tfds_name = 'mnist' is not prepared in .*"
+                                         r"set data.tfds_download = True"):
+        DataConfig(source="tfds", tfds_name="mnist", tfds_data_dir=str(tmp_path)).resolved()
+    assert not (tmp_path / "downloads").exists()  # nothing was fetched or started

