@@ -222,3 +222,18 @@ def test_a_full_disk_at_a_save_keeps_the_previous_checkpoint(tmp_path, small_dis
     assert code == 0, out[-3000:]
     assert f"resumed from checkpoint {ckpts}/ckpt-2 at step 2" in out
     assert "train: done at step 4" in out
+
+
+def test_sigterm_saves_and_the_process_exits_at_once(tmp_path):
+    d = str(tmp_path / "run")
+    proc = start(d, "--gin_param=train.train_steps = 400", mode="train")
+    out = kill_after(proc, "step 2: saved checkpoint", sig=signal.SIGTERM)
+    assert proc.returncode == 0, out[-3000:]
+    lines = out.strip().splitlines()
+    saved = [line for line in lines if line.startswith("SIGTERM received: checkpoint saved")]
+    assert len(saved) == 1, out[-3000:]
+    step = int(lines[-1].split("preempted at step ")[1].split(";")[0])
+    assert lines[-1].startswith(f"train: preempted at step {step}; exiting ") and \
+        lines[-1].endswith(" s after the signal"), lines[-1]
+    assert f"ckpt-{step}.index" in os.listdir(os.path.join(d, "checkpoints"))
+    assert not os.path.exists(os.path.join(d, model_dir_lib.LOCK_FILE))  # released
