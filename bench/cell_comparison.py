@@ -107,9 +107,9 @@ def train_gin(output, key, text, steps, train=True, wait=True):
     (gin path, metrics entry at ``steps``), or (gin path, None) for a run that diverged;
     with ``train=False`` an unfinished run is (gin path, MISSING); with ``wait=False`` a run
     that another process holds is (gin path, BUSY) instead of waited for."""
-    from tpu_convrnn.search.candidate import write_text_atomic
+    from tpu_convrnn.files import write_atomic
     gin = os.path.join(output, "gins", f"{key}.gin")
-    write_text_atomic(gin, text)  # another command may be starting a run of it
+    write_atomic(gin, text)  # another command may be starting a run of it
     model_dir = os.path.join(output, "runs", key)
     metrics = os.path.join(model_dir, "eval", "metrics.json")
     diverged = os.path.join(model_dir, "DIVERGED")

@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from tpu_convrnn import files
 from tpu_convrnn.data import records
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "tpu_convrnn")
@@ -49,14 +50,12 @@ def write_gray_shard(path: str, images, labels, keys, fmt: str = "jpeg"):
     import tensorflow as tf
     encode = {"jpeg": lambda rgb: tf.io.encode_jpeg(rgb, quality=95),
               "png": tf.io.encode_png}[fmt]
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with tf.io.TFRecordWriter(tmp) as w:
+    with files.atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as w:
         for image, label, key in zip(images, labels, keys):
             rgb = np.repeat(image[..., None], 3, axis=-1)
             jpeg = encode(rgb).numpy()
             w.write(records.encode_example(jpeg, int(label) + records.LABEL_OFFSET,
                                            rgb.shape[0], rgb.shape[1], key=key))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def read_info(folder: str) -> dict | None:
@@ -71,12 +70,7 @@ def read_info(folder: str) -> dict | None:
 
 def write_info(folder: str, info: dict) -> dict:
     """Writes ``info.json`` last (through a rename): its presence marks the folder complete."""
-    import tensorflow as tf
-    path = os.path.join(folder, "info.json")
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        json.dump(info, f, indent=1)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    files.write_atomic(os.path.join(folder, "info.json"), json.dumps(info, indent=1))
     return info
 
 

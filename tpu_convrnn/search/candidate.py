@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 
+from tpu_convrnn import files
 from tpu_convrnn.gin_bindings import REPO_ROOT
 from tpu_convrnn.search.config import plain
 
@@ -50,18 +51,8 @@ def write_trial_gin(path: str, space, bindings: dict, split_gin: str | None,
                     header: str = "") -> str:
     """Writes the gin file (atomically); returns its text."""
     text = gin_text(space, bindings, split_gin, header)
-    write_text_atomic(path, text)
+    files.write_atomic(path, text)
     return text
-
-
-def write_text_atomic(path, text):
-    """Writes ``text`` to ``path`` through a temporary file and a rename (no torn file when
-    several workers write the same file, or one is killed)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def parse_trial_gin(path: str, params=()):

@@ -195,8 +195,9 @@ def prepare_split(study_dir: str, data, minival_examples: int) -> str:
                          f"({data.train_pattern}) have only {count} examples outside their "
                          "first shard")
     train = files[:len(files) - len(held)]
-    from tpu_convrnn.search.candidate import gin_value, write_text_atomic
-    write_text_atomic(path, "\n".join([
+    from tpu_convrnn.files import write_atomic
+    from tpu_convrnn.search.candidate import gin_value
+    write_atomic(path, "\n".join([
         f"# The search's data: {len(train)} training shards, and {len(held)} held-out shards "
         f"({count} examples) of the training files as its evaluation set (minival).",
         "data.source = 'tfrecord'",

@@ -16,6 +16,8 @@ import json
 
 import tensorflow as tf
 
+from tpu_convrnn import files
+
 METRICS_FILE = "metrics.json"
 PLOT_FILE = "accuracy_over_time.png"
 
@@ -90,9 +92,7 @@ def record_metrics(eval_dir: str, metrics: dict, writer=None, chance=None) -> li
     entries = [e for e in read_metrics(eval_dir) if e["step"] != metrics["step"]] + [metrics]
     entries.sort(key=lambda e: e["step"])
     path = f"{eval_dir}/{METRICS_FILE}"
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        json.dump(entries, f, indent=1)
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    files.write_atomic(path, json.dumps(entries, indent=1))
     plot_accuracy_over_time(entries, f"{eval_dir}/{PLOT_FILE}", chance)
     if writer is not None:
         with writer.as_default(step=metrics["step"]):
