@@ -10,9 +10,22 @@ Model code uses Keras layers and ``keras.ops`` only, so it runs under Keras' Ten
 """
 __version__ = "0.1.0"
 
-from tpu_convrnn.features import extract_features  # noqa: E402
-from tpu_convrnn.model.graph import ConvRNN  # noqa: E402
-from tpu_convrnn.model.builders import build_model, load_model  # noqa: E402
-from tpu_convrnn.model.zoo import RELEASED_MODELS  # noqa: E402
+# Loaded on first use (PEP 562): ``import tpu_convrnn.search`` or ``tpu_convrnn.main --help``
+# must not wait for Keras and TensorFlow.
+_LAZY = {"extract_features": "tpu_convrnn.features", "ConvRNN": "tpu_convrnn.model.graph",
+         "build_model": "tpu_convrnn.model.builders", "load_model": "tpu_convrnn.model.builders",
+         "RELEASED_MODELS": "tpu_convrnn.model.zoo"}
+__all__ = sorted(_LAZY)
 
-__all__ = ["ConvRNN", "RELEASED_MODELS", "build_model", "extract_features", "load_model"]
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tpu_convrnn' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
