@@ -136,17 +136,17 @@ def read_rows(path):
         return list(csv.DictReader(f))
 
 
-def append_row(path, row):
+def append_row(path, row, fields=FIELDS):
     """One run's result, appended under a lock (several workers write the same file)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         new = not os.path.exists(path)
         with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, FIELDS)
+            w = csv.DictWriter(f, fields)
             if new:
                 w.writeheader()
-            w.writerow({k: row.get(k, "") for k in FIELDS})
+            w.writerow({k: row.get(k, "") for k in fields})
 
 
 def done_keys(rows):
