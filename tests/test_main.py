@@ -166,6 +166,15 @@ def test_loss_steps_out_of_range_fail_before_any_step(tmp_path):
     assert not os.path.exists(tmp_path / "checkpoints")
 
 
-def test_help_exits_zero():
-    proc = run_cli("--help")
-    assert proc.returncode == 0 and "--gin_file" in proc.stdout + proc.stderr
+@pytest.mark.parametrize("module, flag", [("tpu_convrnn.main", "--gin_file"),
+                                          ("tpu_convrnn.convert", "--checkpoint"),
+                                          ("tpu_convrnn.neural", "--assembly"),
+                                          ("tpu_convrnn.search", "{run,report}")])
+def test_help_exits_zero_and_loads_no_tensorflow(module, flag):
+    """Every entry point's --help answers before TensorFlow is imported (and exits 0)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", module, "--help"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and flag in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert not imported & {"tensorflow", "keras"}, module

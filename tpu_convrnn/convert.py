@@ -52,7 +52,8 @@ def main(argv=None):
               f"-> {FLAGS.output}")
         return 0
 
-    app.run(_run, argv=argv)
+    from tpu_convrnn import cli
+    cli.run(_run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -151,12 +151,8 @@ def _main(argv):
 
 
 def run():
-    if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in sys.argv[1:]):
-        # absl's own --help exits with status 1; help that was asked for is a success
-        FLAGS(sys.argv[:1])
-        print(__doc__.strip() + "\n\nflags:\n" + FLAGS.main_module_help())
-        sys.exit(0)
-    app.run(_main)
+    from tpu_convrnn import cli
+    cli.run(_main, __doc__)
 
 
 if __name__ == "__main__":

@@ -185,4 +185,5 @@ def _main(argv):
 
 
 if __name__ == "__main__":
-    app.run(_main)
+    from tpu_convrnn import cli
+    cli.run(_main, __doc__)
