@@ -58,12 +58,27 @@ def test_unreachable_storage_is_one_line_and_never_shows_the_password(tmp_path, 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv(study.PASSWORD_ENV, "hunter2-secret")
-    rc = main(["run", f"--space={SMALL}", f"--study_dir={tmp_path}", "--n_trials=1",
+    rc = main(["run", f"--space={SMALL}", f"--study_dir={tmp_path}/study", "--n_trials=1",
                f"--storage=postgresql://search@127.0.0.1:{port}/search"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1, err
     assert "cannot reach the study storage postgresql://search:***@127.0.0.1" in err, err
     assert "hunter2-secret" not in err
+    assert not os.path.exists(tmp_path / "study")  # no empty study folder left behind
+
+
+def test_a_password_inside_storage_and_a_file_as_study_dir_are_refused(tmp_path, capsys):
+    rc = main(["run", f"--space={SMALL}", f"--study_dir={tmp_path}/study", "--n_trials=1",
+               "--storage=postgresql://search:hunter2-secret@127.0.0.1:5432/search"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert "a password inside the URL; give it through $TPU_CONVRNN_STORAGE_PASSWORD" in err
+    assert "hunter2-secret" not in err and not os.path.exists(tmp_path / "study")
+    (tmp_path / "a_file").write_text("x")
+    rc = main(["run", f"--space={SMALL}", f"--study_dir={tmp_path}/a_file", "--n_trials=1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == f"error: --study_dir {str(tmp_path / 'a_file')!r} is a file, " \
+        "not a folder", err
 
 
 def test_the_password_comes_from_a_file_and_is_masked(tmp_path):
@@ -77,9 +92,10 @@ def test_the_password_comes_from_a_file_and_is_masked(tmp_path):
 def test_a_study_refuses_a_worker_with_another_space(tmp_path):
     space, cfg = _space(SMALL)
     storage = study.open_storage(study.storage_url(None, str(tmp_path)), cfg)
-    _, created = study.open_study(space, cfg, storage, "s")
+    first, created = study.open_study(space, cfg, storage, "s")
     _, again = study.open_study(space, cfg, storage, "s")
     assert created and not again
+    assert first.metric_names == ["minival top1"]  # (Optuna's dashboard: not "Objective 0")
     other, cfg = _space(SMALL, "space.train = {'base_lr': ('float', 0.1, 2.0, 'log')}")
     with pytest.raises(ValueError, match=r"created with another space .*space\.train\.base_lr"):
         study.open_study(other, cfg, storage, "s", space_file="mine.gin")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,9 +80,16 @@ class Setup:
         self.args = args
         self.name = args.study_name or self.cfg.name or \
             os.path.splitext(os.path.basename(args.space))[0]
-        os.makedirs(args.study_dir, exist_ok=True)
+        from tpu_convrnn.files import writable_folder
         self.url = storage_url(args.storage, args.study_dir, args.storage_password_file)
-        self.storage = open_storage(self.url, self.cfg, with_heartbeat)
+        fresh = not os.path.exists(args.study_dir)
+        writable_folder(args.study_dir, "--study_dir")
+        try:
+            self.storage = open_storage(self.url, self.cfg, with_heartbeat)
+        except ValueError:
+            if fresh:  # an unreachable storage leaves no empty study folder behind
+                shutil.rmtree(args.study_dir, ignore_errors=True)
+            raise
 
 
 def run(args) -> int:
@@ -184,8 +192,9 @@ def report(args) -> int:
     try:
         study = optuna.load_study(study_name=s.name, storage=s.storage)
     except KeyError:
-        raise ValueError(f"no study {s.name!r} in {args.storage or 'the study folder'}") \
-            from None
+        from tpu_convrnn.search.study import mask_url
+        where = mask_url(s.url) if args.storage else "the study folder"
+        raise ValueError(f"no study {s.name!r} in {where}") from None
     out = args.output or os.path.join(args.study_dir, "report")
     report_lib.write_report(study, s.space, s.cfg, out, args.top, args.space)
     return 0

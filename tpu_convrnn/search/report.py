@@ -207,8 +207,11 @@ def plot(study, space, cfg, rows, best, path):
     for r in with_params:
         if r["reference"]:
             ax[1, 2].annotate(r["reference"], (r["params"], r["top1"]), fontsize=7)
-    ax[1, 2].set(xscale="log", xlabel="parameters", ylabel="minival top-1",
-                 title="accuracy against size")
+    sizes = [r["params"] for r in with_params] or [1]
+    # (a log axis over less than a decade has no major tick, hence no label at all)
+    ax[1, 2].set(xscale="log" if max(sizes) > 10 * min(sizes) else "linear",
+                 xlabel="parameters", ylabel="minival top-1", title="accuracy against size")
+    ax[1, 2].xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
     ax[1, 2].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     fig.suptitle(f"study {study.study_name}: {len(rows)} trials")
     fig.tight_layout()

@@ -39,6 +39,9 @@ def storage_url(url: str | None, study_dir: str, password_file: str | None = Non
         parsed = make_url(url)
     except Exception as e:  # noqa: BLE001  (sqlalchemy.exc.ArgumentError and friends)
         raise ValueError(f"--storage {mask_url(url)!r}: not an SQLAlchemy URL ({e})") from None
+    if parsed.password is not None:  # it would show in `ps` and in shell histories
+        raise ValueError(f"--storage {mask_url(url)!r}: a password inside the URL; give it "
+                         f"through ${PASSWORD_ENV} or --storage_password_file")
     password = None
     if password_file:
         try:
@@ -157,6 +160,7 @@ def open_study(space: SearchSpace, cfg: StudyConfig, storage, name: str,
     stored = study.user_attrs.get("description")
     if stored is None:
         study.set_user_attr("description", desc)
+        study.set_metric_names([f"minival {o}" if o == "top1" else o for o in cfg.objectives])
         return study, True
     if stored != desc:
         diff = _differences(stored, desc)
