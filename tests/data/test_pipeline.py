@@ -69,9 +69,12 @@ def test_bad_label_names_the_file(tmp_path):
     pattern, _ = write_records(tmp_path, num_files=1, per_file=3, label_fn=lambda i: 10)
     files = records.list_files(pattern)
     ds = pipeline.eval_dataset(_cfg(pattern), global_batch=2, file_counts=[3])
-    with pytest.raises(records.InputError, match=r"label 11 outside the declared range 1 .. 10 "
-                                                 r"in file .*validation-00000-of-00001"):
-        list(pipeline.checked(iter(ds), files, 10))
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        list(ds)
+    # what a run raises for it (``DataConfig.input_error``, from ``train_and_evaluate``)
+    assert re.fullmatch(r"bad input in file '.*validation-00000-of-00001', record 0 \(0-based\): "
+                        r"label 11 outside the declared range 1 \.\. 10",
+                        str(records.explain(error.value, files, 10)))
 
 
 def _write_corrupt(folder):
@@ -86,9 +89,11 @@ def test_undecodable_image_names_the_file(tmp_path):
     bad = _write_corrupt(tmp_path)
     files = records.list_files(f"{tmp_path}/train-*")
     ds = pipeline.train_dataset(_cfg(f"{tmp_path}/train-*"), global_batch=2)
-    with pytest.raises(records.InputError, match=rf"{bad}.*record 0"):
-        for _ in pipeline.checked(iter(ds.take(20)), files, 10):
+    with pytest.raises(tf.errors.OpError) as error:
+        for _ in ds.take(20):
             pass
+    assert str(records.explain(error.value, files, 10)).startswith(
+        f"bad input in file '{bad}', record 0 (0-based): ")
 
 
 def test_skip_bad_records_and_count_them_exactly(tmp_path):

@@ -17,8 +17,8 @@ with masked examples (``mask`` 0) up to the same number of steps on every host.
 
 Bad input: a file pattern that matches nothing, and labels outside the declared range, fail with
 the pattern or file named. A corrupt record or undecodable image surfaces as a TF error while
-iterating; ``checked(dataset_iterator, files)`` turns it into ``InputError`` naming the file
-and record. With ``skip_bad=True`` such records are skipped and counted (``InputStats``).
+iterating; ``records.explain(error, files)`` (which a run calls) turns it into ``InputError``
+naming the file and record. With ``skip_bad=True`` such records are skipped and counted (``InputStats``).
 """
 from __future__ import annotations
 
@@ -278,17 +278,3 @@ def fake_dataset(image_size: int, num_classes: int, global_batch: int, input_con
     images = tf.cast(g.uniform((b, image_size, image_size, 3), 0, 256, tf.int32), tf.uint8)
     labels = g.uniform((b,), 0, num_classes, tf.int32)
     return tf.data.Dataset.from_tensors((images, labels)).repeat()
-
-
-def checked(iterator, files, num_classes: int, label_offset: int = records.LABEL_OFFSET):
-    """Yields from ``iterator``; a TF input error becomes ``InputError`` naming the file and
-    record (the files are scanned to find it)."""
-    while True:
-        try:
-            yield next(iterator)
-        except StopIteration:
-            return
-        except tf.errors.OpError as e:
-            raise (records.explain(e, files, num_classes, label_offset) or
-                   records.InputError(f"bad input in the input files (while reading: "
-                                      f"{e.message.splitlines()[0]})")) from e
