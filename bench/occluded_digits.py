@@ -46,6 +46,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, REPO)
 
 from cell_comparison import BUSY, LN_EPSILON, train_gin  # noqa: E402  (one resumable-run mechanism)
+from tpu_convrnn.files import write_atomic  # noqa: E402
 
 RESULTS = os.path.join(HERE, "occluded_digits")
 BASE = {"b": "spoerer_b", "b_k": "spoerer_b_k", "b_f": "spoerer_b_f", "bl": "spoerer_bl",
@@ -217,16 +218,16 @@ def run(args, level, model, phase, lr, seed):
 def _run_locked(args, key, level, model, phase, lr, seed, steps, every):
     from tpu_convrnn.search.candidate import inspect_gin
     text = gin_text(args, level, model, lr, seed, steps, every)
-    start = time.time()
+    model_dir = os.path.join(args.output, "runs", key)
+    wall_file = os.path.join(args.output, "runs", f"{key}.wall.json")
+    log = os.path.join(args.output, "logs", f"{key}.log")
+    start, before = time.time(), wall_before(wall_file, log)
+    write_atomic(wall_file, json.dumps({"wall_s": before, "started": start}))
     gin, m = train_gin(args.output, key, text, steps, wait=False)
     if m is BUSY:  # another command (not a worker of this one) trains it
         return None
-    model_dir = os.path.join(args.output, "runs", key)
-    wall_file = os.path.join(model_dir, "wall_s.json")
-    wall = json.load(open(wall_file))["wall_s"] if os.path.exists(wall_file) else 0.0
-    wall += time.time() - start
-    with open(wall_file, "w") as f:
-        json.dump({"wall_s": wall}, f)
+    wall = before + time.time() - start
+    write_atomic(wall_file, json.dumps({"wall_s": wall}))
     info = inspect_gin(gin, filters_fit_maps=False)
     row = {"level": level, "model": model, "width": args.width, "phase": phase, "seed": seed, "lr": lr,
            "steps": steps, "params": info["params"],
@@ -244,6 +245,18 @@ def _run_locked(args, key, level, model, phase, lr, seed, steps, every):
                 f"{a:.4f}" for a in t["top1_per_step"]))
     append_row(args.csv, row)
     return row
+
+
+def wall_before(wall_file, log) -> float:
+    """Seconds that earlier attempts spent on a run: an attempt cut off by a kill (its
+    ``started`` never closed) counts until the last write to the run's log."""
+    if not os.path.exists(wall_file):
+        return 0.0
+    record = json.load(open(wall_file))
+    cut_off = record.get("started")
+    if cut_off is not None and os.path.exists(log):
+        return record["wall_s"] + max(0.0, os.path.getmtime(log) - cut_off)
+    return record["wall_s"]
 
 
 def plan(args, rows):
