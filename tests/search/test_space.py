@@ -226,3 +226,13 @@ def test_a_trial_failed_by_another_worker_meanwhile_is_dropped_not_fatal(tmp_pat
     assert states[0] == optuna.trial.TrialState.FAIL
     assert optuna.trial.TrialState.COMPLETE in states[1:]
     assert len(lines) == 1 and "failed by another worker" in lines[0]
+
+
+def test_diverged_trials_are_never_among_the_top():
+    _, cfg = _space(SMALL)
+    s = optuna.create_study(direction="maximize")
+    for value, attrs in ((0.6, {}), (0.0, {"diverged": "loss became NaN at step 11"}),
+                         (0.7, {}), (0.9, {"budget": cfg.min_steps})):
+        s.add_trial(optuna.trial.create_trial(value=value, user_attrs={
+            "budget": cfg.max_steps, **attrs}))
+    assert [t.value for t in report.top_trials(s, cfg, 3)] == [0.7, 0.6]  # full budget only

@@ -56,10 +56,11 @@ def trial_rows(study, cfg) -> list:
 
 
 def top_trials(study, cfg, n):
-    """The best ``n`` COMPLETE trials at the full budget (multi-objective: by top-1)."""
+    """The best ``n`` COMPLETE trials at the full budget (multi-objective: by top-1);
+    diverged trials (scored 0 for the sampler) are never among them."""
     from optuna.trial import TrialState
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("budget") == cfg.max_steps]
+            if t.user_attrs.get("budget") == cfg.max_steps and "diverged" not in t.user_attrs]
     return sorted(done, key=lambda t: -t.values[0])[:n]
 
 

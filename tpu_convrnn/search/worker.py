@@ -262,7 +262,8 @@ class Worker:
         trials outside the top ``keep_top_k`` (and from the ones this trial pushed out)."""
         from optuna.trial import TrialState
         trials = study.get_trials(deepcopy=False)
-        complete = sorted((t for t in trials if t.state == TrialState.COMPLETE),
+        complete = sorted((t for t in trials if t.state == TrialState.COMPLETE
+                           and "diverged" not in t.user_attrs),  # (scored 0; nothing to keep)
                           key=lambda t: -t.values[0])
         keep = {origin_number(t) for t in complete[:self.cfg.keep_top_k]}
         keep |= {origin_number(t) for t in trials
