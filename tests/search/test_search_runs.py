@@ -198,3 +198,38 @@ def test_a_diverging_trial_scores_zero_and_the_worker_goes_on(tmp_path):
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.0
     assert "loss became NaN" in trial.user_attrs["diverged"]
     assert "diverged, scored top1 0" in open(out).read()
+
+
+def test_a_rung_is_one_call_and_sigterm_in_its_evaluation_keeps_the_trial(tmp_path):
+    """trial_run trains and evaluates in one train_and_evaluate; SIGTERM while it evaluates
+    exits 3 (re-queue: resume later) with the checkpoints kept, and the next call only
+    evaluates the rung's last step."""
+    from tpu_convrnn.search.trial_run import PREEMPTED
+    gin = tmp_path / "trial.gin"
+    gin.write_text("include 'gin/models/rgc_shallow.gin'\ninclude 'gin/local.gin'\n"
+                   "model.width = 0.0625\nmodel.times = 6\ntrain.steps_per_loop = 2\n"
+                   "train.eval_batch = 10\n")  # 50 evaluation batches: time to be signalled
+    d = tmp_path / "rung"
+    cmd = [sys.executable, "-m", "tpu_convrnn.search.trial_run", f"--gin_file={gin}",
+           f"--model_dir={d}", "--steps=4", "--checkpoint_every=2"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        if line.startswith("step 4: saved checkpoint"):
+            proc.send_signal(signal.SIGTERM)  # the evaluation of step 4 comes next
+            break
+    out.append(proc.communicate(timeout=300)[0])
+    text = "".join(out)
+    assert proc.returncode == PREEMPTED, text[-3000:]
+    assert "SIGTERM: evaluation dropped" in text and "eval at step 2" not in text
+    assert not os.path.exists(d / "eval" / "metrics.json")
+    assert os.path.exists(d / "checkpoints" / "ckpt-4.index")  # kept for the retry
+    again = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert re.search(r"resumed from checkpoint \S+ckpt-4 at step 4", again.stdout), again.stdout
+    assert "eval at step 4" in again.stdout and "step 2/" not in again.stdout  # trains nothing
+    assert [e["step"] for e in json.load(open(d / "eval" / "metrics.json"))] == [4]

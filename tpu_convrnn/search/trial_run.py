@@ -6,7 +6,8 @@
 The rung trains afresh (or resumes from ``DIR``'s newest checkpoint) with its own schedule:
 ``train.train_steps`` = the budget, warmup the same fraction of it as the recipe's, decaying to
 zero at the budget. Then the newest checkpoint is evaluated and ``DIR/eval/metrics.json``
-written. Exit 0: done; 3: stopped by SIGTERM after saving (resume later); 4: the loss diverged
+written, in one ``train_and_evaluate`` call (one build, one strategy). Exit 0: done; 3:
+stopped by SIGTERM after saving, in training or in the evaluation (resume later); 4: the loss diverged
 (a result of the trial, not a fault); 1 or 2: an error.
 Workers run rungs this way so that a crash or an out-of-memory kill ends one rung, not the
 worker, and a worker's memory does not grow from trial to trial.
@@ -64,17 +65,12 @@ def main(argv=None) -> int:
         settings = budget_settings(args.steps, args.warmup_fraction, args.checkpoint_every)
         parse_gin([args.gin_file], [f"{k} = {v}" for k, v in settings.items()])
         data, cfg = gin_bindings.configured_data(), gin_bindings.configured_train()
-        result = train_and_evaluate("train", args.model_dir, gin_bindings.configured_model, data,
-                                    cfg, tpu=args.tpu)
+        # the rung's last step only: no evaluation at the checkpoints on the way
+        result = train_and_evaluate("train_and_eval", args.model_dir,
+                                    gin_bindings.configured_model, data, cfg, tpu=args.tpu,
+                                    eval_missing=False, eval_every_save=False)
         if result["status"] == "preempted":
             return PREEMPTED
-        if finished_metrics(args.model_dir, args.steps) is None:
-            # (its restore of the final checkpoint is no resume: keep that line out of the log)
-            # (the rung's final checkpoint only: eval_missing=False)
-            train_and_evaluate("eval", args.model_dir, gin_bindings.configured_model, data, cfg,
-                               tpu=args.tpu, eval_missing=False,
-                               log=lambda msg: None if msg.startswith("resumed from")
-                               else print(msg, flush=True))
     except TrainingDiverged as e:
         print(f"error: TrainingDiverged: {e}", file=sys.stderr, flush=True)
         return DIVERGED

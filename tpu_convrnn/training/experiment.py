@@ -34,7 +34,8 @@ MODES = ("train", "eval", "train_and_eval")
 
 def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cfg: TrainConfig,
                        tpu: str | None = None, log=print, on_start=None,
-                       eval_missing: bool = True, eval_name: str = "eval") -> dict:
+                       eval_missing: bool = True, eval_name: str = "eval",
+                       eval_every_save: bool = True) -> dict:
     """Runs ``mode``; returns ``{"status": "done"|"preempted", "step": int, "metrics": dict}``.
 
     ``on_start(trainer)`` runs once the model is built and its checkpoint restored (e.g. to
@@ -42,6 +43,8 @@ def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cf
     that has no metrics entry (an evaluation cut off by a kill); ``eval`` mode then
     evaluates the newest checkpoint if that did not. ``eval_name``: the model dir's folder
     for the evaluation's metrics and summaries (e.g. ``eval_test`` for a second held-out set).
+    ``eval_every_save``: ``train_and_eval`` evaluates at every checkpoint; False: only at the
+    last step, once (a search rung: one call trains and scores it, with one build).
     """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
@@ -90,8 +93,10 @@ def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cf
                     if status == "preempted":
                         result["status"] = "preempted"
                         break
-                    if evaluation:
+                    if evaluation and eval_every_save:
                         result["metrics"] = evaluation.run(trainer.step)
+                if evaluation and not eval_every_save and result["status"] == "done":
+                    result["metrics"] = evaluation.at_step(trainer.step)
             except Interrupted:  # SIGTERM during an evaluation: its checkpoint is saved
                 log(f"SIGTERM: evaluation dropped {trainer.sigterm_delay()} after the signal "
                     "(it is redone when the run restarts); exit 0")
@@ -130,6 +135,12 @@ class Evaluation:
             self.log(f"wrote {self.eval_dir}/metrics.json and {self.eval_dir}/"
                      "accuracy_over_time.png")
         return metrics
+
+    def at_step(self, step: int) -> dict:
+        """The metrics of ``step``: recorded already (a run cut off after its evaluation), or
+        evaluated now."""
+        done = [e for e in read_metrics(self.eval_dir) if e["step"] == step]
+        return done[0] if done else self.run(step)
 
     def catch_up(self) -> dict | None:
         """Evaluates every kept checkpoint without a metrics entry, oldest first, then puts
