@@ -60,14 +60,9 @@ class RandomTrial:
 
 def feedback_variants(n, seed=0):
     """``[(name, {binding: value})]``: ``n`` random feedback variants of the median RGC."""
-    import gin
-
-    from tpu_convrnn import gin_bindings
-    from tpu_convrnn.gin_bindings import parse_gin
     from tpu_convrnn.search import references, sample
-    gin.clear_config()
-    parse_gin([SPACE], [])
-    space = gin_bindings.configurable("space")()
+    from tpu_convrnn.search.config import configured
+    space, _ = configured([SPACE])
     median = references.reference_params(space)["median_rgc"]
     keep = {k: v for k, v in median.items() if k.startswith("cell.")}
     rng = np.random.default_rng(seed)

@@ -30,15 +30,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 
 def _setup(space_file):
-    import gin
-
-    from tpu_convrnn import gin_bindings
-    from tpu_convrnn.gin_bindings import parse_gin
-    gin.clear_config()
-    parse_gin([space_file], [])
-    cfg = gin_bindings.configurable("study")()
+    from tpu_convrnn.search.config import configured
+    space, cfg = configured([space_file])
     cfg.heartbeat_interval, cfg.grace_period = 60, 120
-    return gin_bindings.configurable("space")(), cfg
+    return space, cfg
 
 
 def _worker(index, url, space_file, target, out):

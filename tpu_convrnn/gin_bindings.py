@@ -13,8 +13,9 @@ Configurable names:
 * ``execution``: ``execution.eliminate``, ``execution.remat``, ``execution.depthwise``,
   ``execution.fuse_convs`` (``tpu_convrnn.model.execution``: how the model is computed, not
   what; applied as the process default when the model is built);
-* ``space``, ``study``: ``tpu_convrnn.search.config.SearchSpace`` / ``StudyConfig`` (what an
-  architecture search explores and how it runs; ``gin/search/``).
+* ``space``, ``study``: registered by the search itself (``tpu_convrnn.search.config.configured``:
+  what an architecture search explores and how it runs; ``gin/search/``): the training command
+  does not depend on the search package.
 
 Light to import: gin and the library load on the first parse (``parse_gin``) or the first
 ``configurable(...)``, so command lines can define their flags and print --help quickly.
@@ -29,22 +30,32 @@ _CONFIGURABLES = {}
 
 
 def configurable(name: str):
-    """The registered gin configurable ``name`` (model, train, data, execution, space,
-    study); registers them all on first use."""
+    """The registered gin configurable ``name`` (model, train, data, execution, or one that a
+    package above registered with ``register``); registers the core ones on first use."""
     if not _CONFIGURABLES:
         import gin
 
         from tpu_convrnn.data.sources import DataConfig
         from tpu_convrnn.model import builders
-        from tpu_convrnn.search.config import SearchSpace, StudyConfig
         from tpu_convrnn.training.train import TrainConfig
         _CONFIGURABLES.update(
             model=gin.external_configurable(builders.build_model, "model"),
             train=gin.external_configurable(TrainConfig, "train"),
             data=gin.external_configurable(DataConfig, "data"),
-            space=gin.external_configurable(SearchSpace, "space"),
-            study=gin.external_configurable(StudyConfig, "study"),
             execution=gin.configurable("execution")(execution))
+    if name not in _CONFIGURABLES:
+        raise KeyError(f"no gin configurable {name!r} registered (known: "
+                       f"{', '.join(sorted(_CONFIGURABLES))})")
+    return _CONFIGURABLES[name]
+
+
+def register(name: str, fn):
+    """Registers ``fn`` as the gin configurable ``name``, once, beside the core ones: for the
+    packages built on this one (the search registers ``space`` and ``study``)."""
+    configurable("model")
+    if name not in _CONFIGURABLES:
+        import gin
+        _CONFIGURABLES[name] = gin.external_configurable(fn, name)
     return _CONFIGURABLES[name]
 
 

@@ -17,13 +17,7 @@ MEDIAN = os.path.join(REPO_ROOT, "gin", "search", "median_cell.gin")
 
 
 def _space(path, *extra):
-    import gin
-
-    from tpu_convrnn import gin_bindings
-    from tpu_convrnn.gin_bindings import parse_gin
-    gin.clear_config()
-    parse_gin([path], list(extra))
-    return gin_bindings.configurable("space")(), gin_bindings.configurable("study")()
+    return config.configured([path], extra)
 
 
 def _gin(tmp_path, *lines):

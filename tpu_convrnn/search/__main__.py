@@ -63,16 +63,10 @@ class Setup:
     """What every command derives from the flags: the space, the settings, the storage."""
 
     def __init__(self, args, with_heartbeat=True):
-        import gin
-
-        from tpu_convrnn.gin_bindings import parse_gin
-        from tpu_convrnn.search.config import SearchSpace, StudyConfig, locate
+        from tpu_convrnn.search.config import SearchSpace, StudyConfig, configured, locate
         from tpu_convrnn.search.study import open_storage, storage_url
-        gin.clear_config()
-        parse_gin([args.space], args.gin_param)
-        from tpu_convrnn import gin_bindings
+        self.space, self.cfg = configured([args.space], args.gin_param)
         where = locate([args.space])
-        self.space, self.cfg = gin_bindings.configurable("space")(), gin_bindings.configurable("study")()
         if not isinstance(self.space, SearchSpace) or not isinstance(self.cfg, StudyConfig):
             raise ValueError(f"{args.space}: expected space.* and study.* bindings")
         self.space.check(where)

@@ -278,3 +278,16 @@ def plain(x):
     if hasattr(x, "item"):  # numpy scalars
         return x.item()
     return x
+
+
+def configured(files, params=()) -> tuple:
+    """``(SearchSpace, StudyConfig)`` that the gin ``files`` and ``params`` bind (``space.*``,
+    ``study.*``, after ``gin.clear_config()``); registers the two configurables first."""
+    import gin
+
+    from tpu_convrnn import gin_bindings
+    space, study = gin_bindings.register("space", SearchSpace), \
+        gin_bindings.register("study", StudyConfig)
+    gin.clear_config()
+    gin_bindings.parse_gin(list(files), list(params))
+    return space(), study()
