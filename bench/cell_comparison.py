@@ -56,8 +56,9 @@ def gin_text(base, data, width, times, steps, seed, base_lr=None, clip_norm=None
         f"train.seed = {seed}",
         # the original's searched per-element gradient clipping (gin/recipes/imagenet.gin): at
         # gin/local.gin's learning rate the feedforward nets diverge on debris without it
-        f"train.clip_norm = {clip_norm!r}" if clip_norm else
-        "train.clip_value = 0.32374580586841245"]
+        # (both bindings written: gin/local.gin's own global-norm clipping is replaced)
+        *((f"train.clip_norm = {clip_norm!r}", "train.clip_value = None") if clip_norm else
+          ("train.clip_value = 0.32374580586841245", "train.clip_norm = None"))]
         + ([f"train.base_lr = {base_lr!r}"] if base_lr else [])
         + ([f"model.cells = {gin_value(cells)}"] if cells else []) + [""])
 
