@@ -25,6 +25,7 @@ def make_ckpt_module():
 
 
 def vars_table(model):
+    require_reference()
     with open(REFERENCE / "vars" / f"{model}.vars.json") as f:
         return json.load(f)
 
