@@ -184,6 +184,25 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
 
 
+def test_a_variable_no_gradient_reaches_is_left_unchanged_and_named(tmp_path):
+    """max_conf's beta sits behind an argmax (spec 1.6): training skips it, as the original's
+    TF1 optimizer did, instead of failing on a None gradient (ugrnn_intermediate_t30_tmaxconf
+    could not train)."""
+    x, y = _data()
+    logs = []
+    trainer = Trainer(lambda: small_graph(readout={"kind": "max_conf"}), _cfg(),
+                      tf.distribute.get_strategy(), str(tmp_path), log=logs.append)
+    before = {v.path: v.numpy().copy() for v in trainer.model.trainable_variables}
+    trainer.train(_batches(x, y))
+    after = {v.path: v.numpy() for v in trainer.model.trainable_variables}
+    beta = [k for k in before if k.endswith("softmax_beta")]
+    assert len(beta) == 1
+    np.testing.assert_array_equal(after[beta[0]], before[beta[0]])
+    moved = [k for k in before if not np.array_equal(after[k], before[k])]
+    assert len(moved) == len(before) - 1, sorted(set(before) - set(moved))
+    assert any(m.startswith("no gradient reaches") and beta[0] in m for m in logs), logs
+
+
 def test_resume_reseeds_the_input_with_the_step(tmp_path):
     x, y = _data()
     seeds = []

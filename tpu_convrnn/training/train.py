@@ -109,6 +109,7 @@ class Trainer:
         cfg.check()
         self.cfg, self.strategy = cfg, strategy
         self.log = log or (lambda msg: print(msg, flush=True))
+        self._unreached = []
         self.chief = distribute.is_chief(strategy)
         peak = scaled_learning_rate(cfg.base_lr, cfg.global_batch, cfg.lr_base_batch)
         self.schedule = WarmupDecay(peak, cfg.warmup_steps, cfg.train_steps, cfg.decay)
@@ -180,6 +181,15 @@ class Trainer:
             total = objective.replica_loss(self.model, images, labels, cfg.global_batch,
                                            n_replicas, cfg.loss_steps, cfg.label_smoothing)
         grads = tape.gradient(total, variables)
+        # A variable the loss does not reach (max_conf's beta: behind an argmax) is left as it
+        # is, as the original's TF1 optimizer left it; said once, when the step is traced.
+        unreached = [v.path for g, v in zip(grads, variables) if g is None]
+        if unreached and unreached != self._unreached:
+            self._unreached = unreached
+            self.log(f"no gradient reaches {', '.join(unreached)}: left at its loaded or "
+                     f"initial value")
+        variables = [v for g, v in zip(grads, variables) if g is not None]
+        grads = [g for g in grads if g is not None]
         grads = tf.distribute.get_replica_context().all_reduce("SUM", grads)
         grads = objective.clip(grads, cfg.clip_value, cfg.clip_norm)
         # The optimizer sums gradients over replicas again; hand it each replica's share.
