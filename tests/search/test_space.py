@@ -230,3 +230,18 @@ def test_diverged_trials_are_never_among_the_top():
         s.add_trial(optuna.trial.create_trial(value=value, user_attrs={
             "budget": cfg.max_steps, **attrs}))
     assert [t.value for t in report.top_trials(s, cfg, 3)] == [0.7, 0.6]  # full budget only
+
+
+def test_a_searched_clipping_mode_unsets_the_other_one_of_an_included_recipe(tmp_path):
+    """median_cell.gin searches train.clip_value; gin/local.gin clips by norm: a trial of the
+    two together used to stop at 'train.clip_value and train.clip_norm: set at most one'."""
+    space, _ = _space(MEDIAN, "space.trial_gin_files = ['gin/experiments/rgc_intermediate.gin',"
+                              " 'gin/local.gin']")
+    params = references.reference_params(space, TrainConfig(base_lr=0.03,
+                                                             clip_value=0.32))["median_rgc"]
+    b = sample.bindings(space, params)
+    assert b["train.clip_value"] == 0.32 and b["train.clip_norm"] is None
+    gin_path = str(tmp_path / "t.gin")
+    candidate.write_trial_gin(gin_path, space, b, None)
+    _, recipe, _ = candidate.parse_trial_gin(gin_path)
+    assert (recipe.clip_value, recipe.clip_norm) == (0.32, None)

@@ -59,6 +59,9 @@ def suggest(trial, space: SearchSpace) -> dict:
 
 
 ON_OFF = Knob("bool", choices=(False, True))
+# TrainConfig takes at most one of these; a trial that sets one unsets the other, so that a space
+# searching clip_value can include a recipe such as gin/local.gin that clips by norm.
+CLIPPING = (("clip_value", "clip_norm"), ("clip_norm", "clip_value"))
 
 
 def bindings(space: SearchSpace, params: dict) -> dict:
@@ -87,6 +90,9 @@ def bindings(space: SearchSpace, params: dict) -> dict:
            "model.remove_edges": remove}
     train = dict(fixed_train)
     train.update({name: params[f"train.{name}"] for name in knobs["train"]})
+    for mode, other in CLIPPING:  # one clipping mode: an included gin's other one yields
+        if train.get(mode) is not None and other not in train:
+            train[other] = None
     out.update({f"train.{k}": v for k, v in train.items()})
     return out
 
