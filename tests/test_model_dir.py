@@ -237,3 +237,36 @@ def test_sigterm_saves_and_the_process_exits_at_once(tmp_path):
         lines[-1].endswith(" s after the signal"), lines[-1]
     assert f"ckpt-{step}.index" in os.listdir(os.path.join(d, "checkpoints"))
     assert not os.path.exists(os.path.join(d, model_dir_lib.LOCK_FILE))  # released
+
+
+def test_a_full_disk_at_the_metrics_is_a_one_line_error_keeping_the_checkpoint(tmp_path,
+                                                                                 small_disk):
+    """The model dir is writable when the run starts; its eval folder (a small disk of its own)
+    is full when the metrics come."""
+    d = tmp_path / "run"
+    d.mkdir()
+    disk = small_disk("size=64k", "run/eval")
+    try:  # fill it
+        with open(disk / "filler", "wb", buffering=0) as f:
+            while True:
+                f.write(b"\0" * 4096)
+    except OSError:
+        pass
+    code, out = finish(start(str(d), "--gin_param=train.train_steps = 2"))
+    assert code == 2, out[-3000:]  # refused before the first training step
+    assert out.strip().splitlines()[-1] == (f"error: the eval folder '{d}/eval' is not writable:"
+                                            " No space left on device")
+    os.truncate(disk / "filler", os.path.getsize(disk / "filler") - 4096)  # room for one page:
+    code, out = finish(start(str(d), "--gin_param=train.train_steps = 2"))  # the event file's
+    assert code == 1, out[-3000:]
+    last = out.strip().splitlines()[-1]
+    metrics = os.path.join(d, "eval", "metrics.json")
+    assert last == (f"error: MetricsNotWritten: the metrics of step 2 could not be written to "
+                    f"{metrics} (No space left on device); the older entries and the checkpoint "
+                    f"are kept: evaluate again (--mode=eval) once the disk has room"), last
+    assert "Traceback" not in out and not os.path.exists(metrics)
+    assert "ckpt-2.index" in os.listdir(os.path.join(d, "checkpoints"))
+    os.remove(disk / "filler")
+    code, out = finish(start(str(d), mode="eval"))
+    assert code == 0, out[-3000:]
+    assert metric_steps(str(d)) == [2]

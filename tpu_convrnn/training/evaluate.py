@@ -85,15 +85,29 @@ def read_metrics(eval_dir: str) -> list:
         return json.load(f)
 
 
+class MetricsNotWritten(RuntimeError):
+    """metrics.json or its plot could not be written (a full or read-only disk): one line
+    naming the file, the step and the reason; the older entries and the checkpoint are kept."""
+
+
 def record_metrics(eval_dir: str, metrics: dict, writer=None, chance=None) -> list:
     """Appends ``metrics`` to metrics.json (atomically), draws the plot, writes TensorBoard
-    scalars to ``writer`` if given. Returns all entries, sorted by step."""
-    tf.io.gfile.makedirs(eval_dir)
+    scalars to ``writer`` if given. Returns all entries, sorted by step. Raises
+    ``MetricsNotWritten`` when the disk refuses the file or the plot."""
     entries = [e for e in read_metrics(eval_dir) if e["step"] != metrics["step"]] + [metrics]
     entries.sort(key=lambda e: e["step"])
     path = f"{eval_dir}/{METRICS_FILE}"
-    files.write_atomic(path, json.dumps(entries, indent=1))
-    plot_accuracy_over_time(entries, f"{eval_dir}/{PLOT_FILE}", chance)
+    kept = "the older entries and the checkpoint are kept"
+    try:
+        tf.io.gfile.makedirs(eval_dir)
+        files.write_atomic(path, json.dumps(entries, indent=1))
+        path, kept = f"{eval_dir}/{PLOT_FILE}", f"{METRICS_FILE} holds them"
+        plot_accuracy_over_time(entries, path, chance)
+    except (OSError, tf.errors.OpError) as e:
+        reason = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
+        raise MetricsNotWritten(
+            f"the metrics of step {metrics['step']} could not be written to {path} "
+            f"({reason}); {kept}: evaluate again (--mode=eval) once the disk has room") from None
     if writer is not None:
         with writer.as_default(step=metrics["step"]):
             tf.summary.scalar("top1", metrics["top1"])

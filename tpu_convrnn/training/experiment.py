@@ -19,6 +19,7 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from tpu_convrnn import files
 from tpu_convrnn.training import distribute
 
 from tpu_convrnn.training import model_dir as model_dir_lib
@@ -116,7 +117,10 @@ class Evaluation:
         self.batch = cfg.eval_batch or cfg.global_batch
         self.fn = data.eval_fn(trainer.model.image_size, self.batch)
         self.step_fn = make_eval_step(trainer.model, trainer.strategy)
-        self.writer = tf.summary.create_file_writer(self.eval_dir) if trainer.chief else None
+        self.writer = None
+        if trainer.chief:  # a full or read-only eval folder: one line now, not at the first eval
+            files.writable_folder(self.eval_dir, "the eval folder")
+            self.writer = tf.summary.create_file_writer(self.eval_dir)
 
     def run(self, step: int) -> dict:
         batches = -(-self.fn.num_examples // self.batch)
