@@ -18,7 +18,8 @@ Protocol, the same for every model:
    every model (the same data order; the same initial draws where shapes agree);
 3. each full run is scored on the test split (``--mode=eval --eval_name=eval_test``), at
    every time step; it counts as converged when its validation top-1 at the end is less than
-   ``--rise`` above its value at 80% of the budget.
+   ``--rise`` above its value at 80% of the budget and at least ``--floor`` above chance (a
+   run that never left chance has converged to nothing: the table counts it apart).
 
 Every run is ``python -m tpu_convrnn.main`` on a gin file under ``--output``; a killed run
 resumes from its checkpoint, and a finished one is a row of ``bench/occluded_digits/runs.csv``
@@ -59,6 +60,7 @@ MODELS = tuple(BASE) + tuple(CELL_MODELS)
 CONTRASTS = [("bl", "b_k"), ("bl", "b_f"), ("bt", "b_k"), ("bt", "b_f"), ("blt", "b_k"),
              ("blt", "b_f"), ("bl", "b"), ("bl_rgc", "bl_simplernn"), ("bl_rgc", "b_f"),
              ("bl_simplernn", "b_f")]
+CHANCE = 0.1  # ten digits
 ARRIVAL = 2  # the step at which the image reaches the readout (tests/test_digit_models.py)
 FIELDS = ["level", "model", "width", "phase", "seed", "lr", "steps", "params", "mflop",
           "val_top1", "rise_last20", "converged", "test_top1", "test_top1_per_step", "wall_s"]
@@ -352,11 +354,14 @@ def report(args):
             md, ed = mean_sem([t - a for t, a in zip(top, arrival)])
             g = sorted((float(r["lr"]), float(r["val_top1"])) for r in grid
                        if (r["level"], r["model"]) == (level, model))
-            conv = sum(r["converged"] == "True" for r in rs)
+            stuck = sum(float(r["val_top1"]) < CHANCE + args.floor for r in rs)
+            conv = sum(r["converged"] == "True" and float(r["val_top1"]) >= CHANCE + args.floor
+                       for r in rs)
+            counted = f"{len(rs)} ({conv}; {stuck} at chance)" if stuck else f"{len(rs)} ({conv})"
             lines.append(
                 f"| {model} | {int(rs[0]['params']):,} | {float(rs[0]['mflop']):.1f} | "
                 f"{float(rs[0]['lr']):g} ({', '.join(f'{lr:g}: {v:.3f}' for lr, v in g)}) | "
-                f"{len(rs)} ({conv}) | {m:.3f} +- {e:.3f} | {ma:.3f} | {md:+.3f} +- {ed:.3f} | "
+                f"{counted} | {m:.3f} +- {e:.3f} | {ma:.3f} | {md:+.3f} +- {ed:.3f} | "
                 f"{mean_sem([float(r['wall_s']) for r in rs])[0]:.0f} |")
             by_level.setdefault(model, {})[level] = (m, e)
             per_step = [sum(c) / len(c) for c in zip(*steps)]
@@ -422,6 +427,9 @@ def main(argv=None):
     p.add_argument("--grid_steps", type=int, default=3000, help="the learning-rate grid's budget")
     p.add_argument("--rise", type=float, default=0.01,
                    help="converged: validation top-1 rose less than this over the last 20%%")
+    p.add_argument("--floor", type=float, default=0.1,
+                   help="converged only this far above chance (0.1) at least; runs below it "
+                   "are counted as 'at chance'")
     p.add_argument("--data_dir", default=None, help="data.cache_dir: where the images are "
                    "written once (default: the recipe's)")
     p.add_argument("--num_train", type=int, default=None,
