@@ -1,4 +1,5 @@
 """The search space, its checks, parameters -> gin bindings, references, hashes, the median."""
+import glob
 import os
 
 import optuna
@@ -245,3 +246,14 @@ def test_a_searched_clipping_mode_unsets_the_other_one_of_an_included_recipe(tmp
     candidate.write_trial_gin(gin_path, space, b, None)
     _, recipe, _ = candidate.parse_trial_gin(gin_path)
     assert (recipe.clip_value, recipe.clip_norm) == (0.32, None)
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO_ROOT, "gin", "search",
+                                                               "*.gin"))),
+                         ids=os.path.basename)
+def test_every_shipped_space_parses_and_its_references_lie_in_it(path):
+    space, _ = _space(path)
+    assert space.cell_layers and space.knobs()["cell"]
+    recipe = TrainConfig(base_lr=0.03 if "median" in path else 0.4, clip_value=0.32)
+    # each reference's values are checked against the space (an error names the one outside)
+    assert set(references.reference_params(space, recipe)) == set(space.references)
