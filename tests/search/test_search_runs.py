@@ -182,9 +182,12 @@ def test_sigterm_stops_a_worker_cleanly_and_the_trial_resumes(tmp_path):
     assert again.wait(timeout=600) == 0
     trials = _study(f"sqlite:///{study_dir}/study.db").get_trials()
     assert trials[1].state == states.COMPLETE and trials[1].params == trials[0].params
-    # the loop running at the signal finishes and saves (step 20); the retry goes on from there
+    # the loop running at the signal finishes and saves (step 20, or 30 when the signal lands
+    # after the poll saw step 10 late, on a busy machine); the retry goes on from there
     log = open(study_dir / "logs" / "trial_00000_steps_40.log").read()
-    assert re.search(r"resumed from checkpoint \S+ckpt-20 at step 20", log), log[-2000:]
+    resumed = re.search(r"resumed from checkpoint \S+ckpt-(\d+) at step (\d+)", log)
+    assert resumed and resumed.group(1) == resumed.group(2) and \
+        int(resumed.group(1)) in (20, 30), log[-2000:]
 
 
 def test_a_diverging_trial_scores_zero_and_the_worker_goes_on(tmp_path):
