@@ -99,8 +99,13 @@ def writable_folder(path: str, what: str) -> None:
         os.remove(probe)
     except ValueError:
         raise
-    except OSError as e:
-        raise ValueError(f"{what} {path!r} is not writable: {e.strerror or e}") from None
-    except Exception as e:  # noqa: BLE001  (tf.errors.OpError on gs:// paths)
-        message = getattr(e, "message", str(e)).splitlines()[0]
-        raise ValueError(f"{what} {path!r} is not writable: {message}") from None
+    except Exception as e:  # noqa: BLE001  (OSError; tf.errors.OpError on gs:// paths)
+        raise ValueError(f"{what} {path!r} is not writable: {error_reason(e)}") from None
+
+
+def error_reason(e: Exception) -> str:
+    """One line saying why a file operation failed: an OSError's strerror ('No space left on
+    device'), else the first line of a TensorFlow error's message, else the text."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return (getattr(e, "message", None) or str(e)).splitlines()[0]

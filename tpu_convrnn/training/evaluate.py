@@ -104,10 +104,9 @@ def record_metrics(eval_dir: str, metrics: dict, writer=None, chance=None) -> li
         path, kept = f"{eval_dir}/{PLOT_FILE}", f"{METRICS_FILE} holds them"
         plot_accuracy_over_time(entries, path, chance)
     except (OSError, tf.errors.OpError) as e:
-        reason = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
         raise MetricsNotWritten(
             f"the metrics of step {metrics['step']} could not be written to {path} "
-            f"({reason}); {kept}: evaluate again (--mode=eval) once the disk has room") from None
+            f"({files.error_reason(e)}); {kept}: evaluate again (--mode=eval) once the disk has room") from None
     if writer is not None:
         with writer.as_default(step=metrics["step"]):
             tf.summary.scalar("top1", metrics["top1"])
