@@ -354,10 +354,10 @@ def report(args):
             md, ed = mean_sem([t - a for t, a in zip(top, arrival)])
             g = sorted((float(r["lr"]), float(r["val_top1"])) for r in grid
                        if (r["level"], r["model"]) == (level, model))
-            stuck = sum(float(r["val_top1"]) < CHANCE + args.floor for r in rs)
-            conv = sum(r["converged"] == "True" and float(r["val_top1"]) >= CHANCE + args.floor
-                       for r in rs)
-            counted = f"{len(rs)} ({conv}; {stuck} at chance)" if stuck else f"{len(rs)} ({conv})"
+            stuck = [r for r in rs if float(r["val_top1"]) < CHANCE + args.floor]
+            conv = sum(r["converged"] == "True" and r not in stuck for r in rs)
+            counted = (f"{len(rs)} ({conv}; {len(stuck)} at chance)" if stuck
+                       else f"{len(rs)} ({conv})")
             lines.append(
                 f"| {model} | {int(rs[0]['params']):,} | {float(rs[0]['mflop']):.1f} | "
                 f"{float(rs[0]['lr']):g} ({', '.join(f'{lr:g}: {v:.3f}' for lr, v in g)}) | "
