@@ -205,16 +205,16 @@ def test_a_diverging_trial_scores_zero_and_the_worker_goes_on(tmp_path):
 
 
 def test_a_rung_is_one_call_and_sigterm_in_its_evaluation_keeps_the_trial(tmp_path):
-    """trial_run trains and evaluates in one train_and_evaluate; SIGTERM while it evaluates
+    """A rung trains and evaluates in one train_and_evaluate; SIGTERM while it evaluates
     exits 3 (re-queue: resume later) with the checkpoints kept, and the next call only
     evaluates the rung's last step."""
-    from tpu_convrnn.search.trial_run import PREEMPTED
+    from tpu_convrnn.search.rung import PREEMPTED
     gin = tmp_path / "trial.gin"
     gin.write_text("include 'gin/models/rgc_shallow.gin'\ninclude 'gin/local.gin'\n"
                    "model.width = 0.0625\nmodel.times = 6\ntrain.steps_per_loop = 2\n"
                    "train.eval_batch = 10\n")  # 50 evaluation batches: time to be signalled
     d = tmp_path / "rung"
-    cmd = [sys.executable, "-m", "tpu_convrnn.search.trial_run", f"--gin_file={gin}",
+    cmd = [sys.executable, "-m", "tpu_convrnn.search.rung", f"--gin_file={gin}",
            f"--model_dir={d}", "--steps=4", "--checkpoint_every=2"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
@@ -237,3 +237,33 @@ def test_a_rung_is_one_call_and_sigterm_in_its_evaluation_keeps_the_trial(tmp_pa
     assert re.search(r"resumed from checkpoint \S+ckpt-4 at step 4", again.stdout), again.stdout
     assert "eval at step 4" in again.stdout and "step 2/" not in again.stdout  # trains nothing
     assert [e["step"] for e in json.load(open(d / "eval" / "metrics.json"))] == [4]
+
+
+def test_a_killed_runner_fails_its_rung_alone_and_the_worker_goes_on(tmp_path):
+    """The worker's rung runner runs rung after rung in one process; SIGKILL to it (as the
+    kernel's out-of-memory killer sends) fails that rung's trial with the reason, and a new
+    runner runs the next trials."""
+    from tpu_convrnn.search.rung import RungResult
+    space = _space(tmp_path, "study.min_steps = 20", "study.max_steps = 20",
+                   "study.checkpoint_every = 10", "space.references = []",
+                   "space.trial_bindings = ['model.width = 0.0625', 'model.times = 7', "
+                   "'train.steps_per_loop = 10', 'train.eval_batch = 375']")
+    study_dir = tmp_path / "study"
+    out = tmp_path / "w.txt"
+    proc = _worker([f"--space={space}", f"--study_dir={study_dir}", "--n_trials=2"], out)
+    pid = int(_wait_for(out, r"\[w0\] rung runner started \(pid (\d+)\)", proc).group(1))
+    _wait_for(out, r"\[w0\] t0 20: step 10: saved checkpoint", proc)
+    os.kill(pid, signal.SIGKILL)
+    assert proc.wait(timeout=600) == 0, open(out).read()[-3000:]
+    trials = _study(f"sqlite:///{study_dir}/study.db").get_trials()
+    states = optuna.trial.TrialState
+    assert [t.state for t in trials] == [states.FAIL, states.COMPLETE, states.COMPLETE]
+    assert trials[0].user_attrs["error"] == \
+        "the rung runner was killed by SIGKILL (out of memory?)"
+    results = [RungResult.read(f) for f in sorted(glob.glob(str(study_dir / "rungs" / "*")))]
+    assert [r.status for r in results] == ["done", "done"]  # (the killed rung wrote none)
+    # one new runner ran both later rungs: the imports were paid once
+    assert len({r.pid for r in results}) == 1 and results[0].pid != pid
+    assert results[0].seconds["startup"] > 0 and results[1].seconds["startup"] == 0
+    assert all(0 < r.top1 <= 1 and r.seconds["eval"] > 0 for r in results)
+    assert len(re.findall(r"rung runner started", open(out).read())) == 2

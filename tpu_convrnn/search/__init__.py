@@ -8,7 +8,8 @@ Modules: ``config`` (the space and study settings, as plain data), ``sample`` (p
 the gin bindings they become), ``references`` (the released cells as enqueued points),
 ``candidate`` (trial gin files; build-time checks, parameters, FLOPs, hashes), ``study``
 (storage, sampler, pruner, data split), ``worker`` (the objective and its faults),
-``trial_run`` (one rung in its own process), ``report`` (tables, plots, the median of the top
-N), ``local_postgres`` (a throwaway PostgreSQL server for one machine and the tests).
+``rung`` (one rung and its typed result; the runner process's loop), ``runner`` (the
+worker's long-lived rung runner), ``report`` (tables, plots, the median of the top N),
+``local_postgres`` (a throwaway PostgreSQL server for one machine and the tests).
 Importing this package loads nothing heavy; Optuna is needed only to run or report.
 """

@@ -143,6 +143,8 @@ def _work(args, s, study, split, warmup_fraction) -> int:
         except Interrupted as e:
             worker.log(f"stopped: {e}")
             return 0
+        finally:
+            worker.runner.close()
     trials = study.get_trials(deepcopy=False)
     count = {st: sum(t.state == st for t in trials) for st in TrialState}
     worker.log(f"study {s.name!r}: {count[TrialState.COMPLETE]} complete, "

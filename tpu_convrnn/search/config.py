@@ -192,7 +192,10 @@ class StudyConfig:
     * ``keep_top_k``: finished trials that keep their checkpoints;
     * ``heartbeat_interval``, ``grace_period`` (s): a RUNNING trial without a heartbeat for
       ``grace_period`` is failed and re-queued (up to ``max_retry`` times), resuming from its
-      last checkpoint; ``checkpoint_every``: steps between a trial's checkpoints.
+      last checkpoint; ``checkpoint_every``: steps between a trial's checkpoints;
+    * ``recycle_rungs``, ``recycle_rss_mb``: a worker's rung runner (the process that trains)
+      is replaced by a fresh one after this many rungs, or once its resident memory passed
+      this many MB (0: never).
     """
     name: str | None = None
     objectives: tuple = ("top1",)
@@ -207,6 +210,8 @@ class StudyConfig:
     heartbeat_interval: int = 60
     grace_period: int = 300
     max_retry: int = 3
+    recycle_rungs: int = 50
+    recycle_rss_mb: int = 0
 
     def budgets(self) -> list:
         """Training steps of each rung (a multi-objective study has one: ``max_steps``)."""
@@ -218,7 +223,7 @@ class StudyConfig:
     def check(self, where=None):
         at = where or (lambda field, token=None: "the study settings")
         for name in ("min_steps", "max_steps", "checkpoint_every", "minival_examples",
-                     "keep_top_k", "heartbeat_interval", "grace_period"):
+                     "keep_top_k", "heartbeat_interval", "grace_period", "recycle_rungs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{at(name)}: study.{name} = {getattr(self, name)}: must be "
                                  "positive")

@@ -4,32 +4,31 @@ Per trial: the sampled point becomes a gin file (``gins/trial_<origin>.gin``); t
 describes is built once in the worker (parameter count, FLOPs per image, canonical hash; a
 point that cannot be built is rejected with the reason, untrained); an exact repeat of an
 evaluated configuration takes its result instead of training; otherwise each ASHA rung runs in
-its own process (``tpu_convrnn.search.trial_run``) in ``<trials_dir>/<origin>/steps_<budget>``,
-reports top-1 on the minival and is pruned or promoted. A retried trial (dead worker, or an
+the worker's long-lived rung runner (``runner.Runner``, one child process that imports
+TensorFlow once) in ``<trials_dir>/<origin>/steps_<budget>``, answers with a ``RungResult``
+(``<study_dir>/rungs/``; its output goes to ``<study_dir>/logs/``) and is pruned or promoted. A retried trial (dead worker, or an
 interrupted one) uses its original's folder and so resumes from its last checkpoint.
 
-Faults: a rung that crashes or is killed (out of memory) fails its trial alone, with the error
-recorded, and the worker goes on. A rung whose loss diverges scores top-1 0 (attribute
+Faults: a rung that crashes, or whose runner is killed (out of memory), fails its trial alone,
+with the error recorded, and the worker goes on (with a new runner). A rung whose loss diverges scores top-1 0 (attribute
 ``diverged``): a result the sampler learns from, not a fault. SIGTERM or Ctrl-C: the running
 rung saves a checkpoint and stops, the trial is re-queued to resume, and the worker exits 0.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 from tpu_convrnn.search import candidate, sample
 from tpu_convrnn.search.study import origin_number
-from tpu_convrnn.search.trial_run import DIVERGED, PREEMPTED, budget_settings, finished_metrics
+from tpu_convrnn.search.rung import budget_settings, finished_metrics, rss_mb
+from tpu_convrnn.search.runner import Runner
 from tpu_convrnn.training.train import format_hms
 
 # Child lines echoed to the worker's console (the rest goes to the trial's log only).
-_ECHO = ("step ", "resumed from", "eval at", "error", "checkpoint ")
+_ECHO = ("step ", "resumed from", "eval at", "error", "checkpoint ", "Traceback")
 
 
 class TrialFailed(Exception):
@@ -38,25 +37,6 @@ class TrialFailed(Exception):
 
 class Interrupted(Exception):
     """SIGTERM / Ctrl-C: the trial was re-queued and the worker should stop."""
-
-
-def _set_parent_death_signal():
-    """In the child: die with SIGKILL if the worker dies (kill -9 leaves no orphan training)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 class Worker:
@@ -70,7 +50,8 @@ class Worker:
         self.index, self.tpu = worker_index, tpu
         self.tag = f"[w{worker_index}]"
         self._log = log or (lambda msg: print(msg, flush=True))
-        self.child = None
+        self.runner = Runner(self.log, tpu, recycle_rungs=cfg.recycle_rungs,
+                             recycle_rss_mb=cfg.recycle_rss_mb)
         self.stopping = False
         self.single = len(cfg.objectives) == 1
 
@@ -87,8 +68,7 @@ class Worker:
             self.log(f"{signal.Signals(signum).name}: the running rung saves and stops; its "
                      "trial is re-queued")
         self.stopping = True
-        if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(signal.SIGTERM)
+        self.runner.signal(signal.SIGTERM)
 
     # ------------------------------------------------------------------ the objective
     def objective(self, trial):
@@ -117,7 +97,7 @@ class Worker:
             raise TrialFailed(f"rejected: {e}") from None
         config_hash = candidate.digest({"arch": info["arch_hash"], "train": {
             k: v for k, v in bindings.items() if k.startswith("train.")}})
-        for k, v in {**info, "config_hash": config_hash, "worker_rss_mb": round(_rss_mb())}.items():
+        for k, v in {**info, "config_hash": config_hash, "worker_rss_mb": round(rss_mb())}.items():
             trial.set_user_attr(k, v)
         self.log(f"trial {trial.number} ({kind}): {info['params']:,} params, "
                  f"{info['flops_train_step'] / 1e9:.3g} GFLOP per training image")
@@ -162,53 +142,29 @@ class Worker:
         if done is not None:
             self.log(f"trial {trial.number} {what}: already evaluated at step {budget}")
             return done
-        log_path = os.path.join(self.study_dir, "logs",
-                                f"trial_{origin_number(trial):05d}_steps_{budget}.log")
+        name = f"trial_{origin_number(trial):05d}_steps_{budget}"
+        log_path = os.path.join(self.study_dir, "logs", f"{name}.log")
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        cmd = [sys.executable, "-m", "tpu_convrnn.search.trial_run", "--gin_file", gin_path,
-               "--model_dir", model_dir, "--steps", str(budget),
-               "--warmup_fraction", repr(self.warmup_fraction),
-               "--checkpoint_every", str(self.cfg.checkpoint_every)]
-        if self.tpu:
-            cmd += ["--tpu", self.tpu]
         self.log(f"trial {trial.number} {what}: training {budget} steps in {model_dir} "
                  f"(log {log_path})")
-        prefix = f"{self.tag} t{trial.number} {budget}:"
-        last_error = ""
-        with open(log_path, "a", encoding="utf-8") as log:
-            self.child = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                start_new_session=True, preexec_fn=_set_parent_death_signal,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-            try:
-                for line in self.child.stdout:
-                    log.write(line)
-                    log.flush()
-                    text = line.rstrip().split("\r")[-1]
-                    if text.startswith(_ECHO) or text.startswith("Traceback"):
-                        self._log(f"{prefix} {text}")
-                    if text.startswith("error") or "Error" in text.split(":")[0]:
-                        last_error = text
-                code = self.child.wait()
-            finally:
-                self.child = None
-        if code == PREEMPTED or (self.stopping and code != 0):
+        result = self.runner.run(
+            os.path.join(self.study_dir, "rungs", f"{name}.trial_{trial.number:05d}.json"),
+            log_path, f"t{trial.number} {budget}:", _ECHO, gin_file=gin_path,
+            model_dir=model_dir, steps=budget, checkpoint_every=self.cfg.checkpoint_every,
+            warmup_fraction=self.warmup_fraction)
+        trial.set_user_attr("rung_seconds", {**trial.user_attrs.get("rung_seconds", {}),
+                                             str(budget): result.seconds})
+        if result.status == "preempted" or (self.stopping and result.status != "done"):
             self._requeue(trial)
-        if code == DIVERGED:  # a (bad) result: the worst top-1, so the sampler learns from it
-            trial.set_user_attr("diverged", last_error)
-            self.log(f"trial {trial.number} {what}: diverged, scored top1 0: {last_error}")
+        if result.status == "diverged":  # a (bad) result: the worst top-1, so the sampler
+            trial.set_user_attr("diverged", result.error)  # learns from it
+            self.log(f"trial {trial.number} {what}: diverged, scored top1 0: {result.error}")
             return {"top1": 0.0, "top1_per_step": []}
-        if code != 0:
-            reason = last_error or (f"killed by signal {-code}" + (
-                " (out of memory?)" if code == -signal.SIGKILL else "") if code < 0
-                else f"exit code {code}")
-            trial.set_user_attr("error", reason)
-            self.log(f"trial {trial.number} {what}: failed: {reason} (log {log_path})")
-            raise TrialFailed(reason)
-        metrics = finished_metrics(model_dir, budget)
-        if metrics is None:
-            raise TrialFailed(f"the rung wrote no metrics at step {budget} (log {log_path})")
-        return metrics
+        if result.status == "failed":
+            trial.set_user_attr("error", result.error)
+            self.log(f"trial {trial.number} {what}: failed: {result.error} (log {log_path})")
+            raise TrialFailed(result.error)
+        return {"top1": result.top1, "top1_per_step": result.top1_per_step}
 
     def _requeue(self, trial):
         origin = origin_number(trial)

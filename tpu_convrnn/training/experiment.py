@@ -15,6 +15,7 @@ evaluation under way is dropped and redone at the restart).
 from __future__ import annotations
 
 import contextlib
+import time
 
 import keras
 import tensorflow as tf
@@ -28,7 +29,7 @@ from tpu_convrnn.data.sources import DataConfig
 from tpu_convrnn.training.evaluate import (Interrupted, evaluate, make_eval_step, read_metrics,
                                   record_metrics)
 from tpu_convrnn.progress import Progress
-from tpu_convrnn.training.train import TrainConfig, Trainer
+from tpu_convrnn.training.train import TrainConfig, Trainer, compile_seconds
 
 MODES = ("train", "eval", "train_and_eval")
 
@@ -37,7 +38,11 @@ def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cf
                        tpu: str | None = None, log=print, on_start=None,
                        eval_missing: bool = True, eval_name: str = "eval",
                        eval_every_save: bool = True) -> dict:
-    """Runs ``mode``; returns ``{"status": "done"|"preempted", "step": int, "metrics": dict}``.
+    """Runs ``mode``; returns ``{"status": "done"|"preempted", "step": int, "metrics": dict,
+    "seconds": dict}``, the last the wall time split into ``build`` (strategy, lock, model,
+    restore), ``compile`` (the first training loop's trace and compile), ``train`` (the
+    training loops without it), ``save`` (the rest of training: checkpoints, summaries, input
+    start) and ``eval``.
 
     ``on_start(trainer)`` runs once the model is built and its checkpoint restored (e.g. to
     write the operative config). ``eval_missing``: evaluate, first, every kept checkpoint
@@ -51,6 +56,7 @@ def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cf
         raise ValueError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
     if not model_dir:
         raise ValueError(f"--mode={mode} needs --model_dir (checkpoints, summaries, metrics)")
+    t_start = time.monotonic()
     data = data.resolved()
     data.check_files(mode)  # a garbage shard or bad first record: named before any build
     strategy = distribute.make_strategy(tpu)
@@ -71,6 +77,7 @@ def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cf
         if on_start is not None:
             on_start(trainer)
         result = {"status": "done", "step": start, "metrics": None}
+        t_built, t_training = time.monotonic(), 0.0
         with trainer.sigterm_guard():
             evaluation = None if mode == "train" else Evaluation(trainer, data, cfg, model_dir,
                                                                  log, eval_name)
@@ -82,28 +89,44 @@ def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cf
                         raise ValueError(f"--mode=eval: no checkpoint in {model_dir}/checkpoints")
                     if result["metrics"] is None or result["metrics"]["step"] != trainer.step:
                         result["metrics"] = evaluation.run(trainer.step)
-                    return result
-                stats = pipeline.InputStats() if data.skip_bad else None
-                train_fn = data.train_input(model.image_size, cfg.global_batch, stats)
-                while trainer.step < cfg.train_steps:
-                    with _named_input_errors(data, "train"):
-                        status = trainer.train(train_fn, steps=trainer.next_save_step())
-                    if stats is not None and stats.skipped:
-                        log(f"data.skip_bad: {stats.skipped:,} bad training records skipped "
-                            f"so far ({stats.read:,} read since this run started)")
-                    if status == "preempted":
-                        result["status"] = "preempted"
-                        break
-                    if evaluation and eval_every_save:
-                        result["metrics"] = evaluation.run(trainer.step)
-                if evaluation and not eval_every_save and result["status"] == "done":
-                    result["metrics"] = evaluation.at_step(trainer.step)
+                else:
+                    t_training = _train(trainer, data, cfg, evaluation, eval_every_save,
+                                        result, log)
             except Interrupted:  # SIGTERM during an evaluation: its checkpoint is saved
                 log(f"SIGTERM: evaluation dropped {trainer.sigterm_delay()} after the signal "
                     "(it is redone when the run restarts); exit 0")
                 result["status"] = "preempted"
         result["step"] = trainer.step
+        loops = sum(dt for _, dt in trainer.loop_seconds)
+        compiled = compile_seconds(trainer.loop_seconds)
+        result["seconds"] = {"build": t_built - t_start, "compile": compiled,
+                             "train": loops - compiled, "save": max(0.0, t_training - loops),
+                             "eval": evaluation.seconds if evaluation else 0.0}
         return result
+
+
+def _train(trainer, data, cfg, evaluation, eval_every_save, result, log) -> float:
+    """The training loop of ``train_and_evaluate`` (it fills ``result``); returns the wall
+    seconds spent in ``trainer.train``."""
+    stats = pipeline.InputStats() if data.skip_bad else None
+    train_fn = data.train_input(trainer.model.image_size, cfg.global_batch, stats)
+    seconds = 0.0
+    while trainer.step < cfg.train_steps:
+        t0 = time.monotonic()
+        with _named_input_errors(data, "train"):
+            status = trainer.train(train_fn, steps=trainer.next_save_step())
+        seconds += time.monotonic() - t0
+        if stats is not None and stats.skipped:
+            log(f"data.skip_bad: {stats.skipped:,} bad training records skipped "
+                f"so far ({stats.read:,} read since this run started)")
+        if status == "preempted":
+            result["status"] = "preempted"
+            return seconds
+        if evaluation and eval_every_save:
+            result["metrics"] = evaluation.run(trainer.step)
+    if evaluation and not eval_every_save:
+        result["metrics"] = evaluation.at_step(trainer.step)
+    return seconds
 
 
 class Evaluation:
@@ -118,11 +141,19 @@ class Evaluation:
         self.fn = data.eval_fn(trainer.model.image_size, self.batch)
         self.step_fn = make_eval_step(trainer.model, trainer.strategy)
         self.writer = None
+        self.seconds = 0.0  # wall time of the evaluations run
         if trainer.chief:  # a full or read-only eval folder: one line now, not at the first eval
             files.writable_folder(self.eval_dir, "the eval folder")
             self.writer = tf.summary.create_file_writer(self.eval_dir)
 
     def run(self, step: int) -> dict:
+        t0 = time.monotonic()
+        try:
+            return self._run(step)
+        finally:
+            self.seconds += time.monotonic() - t0
+
+    def _run(self, step: int) -> dict:
         batches = -(-self.fn.num_examples // self.batch)
         with Progress(batches, "eval", unit="batches") as bar, \
                 _named_input_errors(self.data, "eval"):

@@ -130,6 +130,7 @@ class Trainer:
         self.preemption = Preemption(strategy, self.log)
         self.heartbeat = None  # called after every loop (the model dir lock's refresh)
         self.history = []  # (step, mean loss of the loop that ended there)
+        self.loop_seconds = []  # (steps, wall s) of every loop run; the first holds the compile
 
     @property
     def step(self) -> int:
@@ -251,6 +252,7 @@ class Trainer:
                     mean_loss, first_bad = self._loop(iterator, tf.constant(n))
                     mean_loss, first_bad = float(mean_loss), int(first_bad)
                     dt = time.monotonic() - t0
+                    self.loop_seconds.append((n, dt))
                     if first_bad >= 0:
                         raise TrainingDiverged(
                             f"loss became {'NaN' if math.isnan(mean_loss) else 'non-finite'} "
@@ -290,6 +292,16 @@ class Trainer:
             tf.summary.scalar("loss", loss)
             tf.summary.scalar("learning_rate", lr)
             tf.summary.scalar("images_per_second", ips)
+
+
+def compile_seconds(loop_seconds) -> float:
+    """The first loop's time beyond its steps at the later loops' median time per step (the
+    trace and compile of the multi-step function); all of it when there is no later loop."""
+    if not loop_seconds:
+        return 0.0
+    per_step = sorted(dt / n for n, dt in loop_seconds[1:])
+    n, dt = loop_seconds[0]
+    return max(0.0, dt - n * per_step[len(per_step) // 2]) if per_step else dt
 
 
 def format_hms(seconds: float) -> str:
