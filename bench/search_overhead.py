@@ -10,13 +10,17 @@ over the last 200 trials and overall, and duplicates (identical parameter sets: 
 
     python bench/search_overhead.py --real_search=runs/small --console=search_console.txt
 
-reads a real search instead (its trial logs and the workers' console output) and splits the
-workers' rung time into training steps, the first loop's compile, and the rest (process start,
-imports, model build, evaluation, storage).
+reads a real search instead and splits the workers' rung time (the console's "rung k/n (...
+steps): top1 ... in N s" lines) into the parts the rungs' typed results
+(``<study_dir>/rungs/*.json``, ``RungResult.seconds``) record: the runner's start-up and
+imports, the model build, the first loop's compile, training steps, checkpoints, evaluation,
+and the worker's own share (storage, waiting). A study run before rungs had typed results is
+split from its trial logs instead (training steps, the compile, the rest).
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import multiprocessing as mp
 import os
@@ -91,6 +95,25 @@ def real_search_shares(study_dir, console):
     return wall, train, compile_
 
 
+PARTS = ("startup", "build", "compile", "train", "save", "eval")
+
+
+def typed_rung_shares(study_dir, console):
+    """(rung wall s, {part: s}) from the rungs' typed results; the worker's share is the rung
+    wall time the results do not account for."""
+    wall = sum(float(m) for m in re.findall(r"rung \d+/\d+ \(\d+ steps\): top1 \S+ in (\d+) s",
+                                            open(console).read()))
+    parts = dict.fromkeys(PARTS, 0.0)
+    accounted = 0.0
+    for path in glob.glob(os.path.join(study_dir, "rungs", "*.json")):
+        seconds = json.load(open(path))["seconds"]
+        for k in PARTS:
+            parts[k] += seconds.get(k, 0.0)
+        accounted += seconds.get("total", 0.0) + seconds.get("startup", 0.0)
+    parts["worker"] = max(0.0, wall - accounted)
+    return wall, parts
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workers", type=int, default=32)
@@ -100,6 +123,12 @@ def main():
     p.add_argument("--real_search", default=None, help="a finished search's --study_dir")
     p.add_argument("--console", default=None, help="its workers' console output")
     args = p.parse_args()
+    if args.real_search and os.path.isdir(os.path.join(args.real_search, "rungs")):
+        wall, parts = typed_rung_shares(args.real_search, args.console)
+        print(f"{wall:.0f} s of rungs: " + ", ".join(
+            f"{k} {v:.0f} s ({v / wall:.0%})" for k, v in parts.items()) +
+            f"; training steps are {parts['train'] / wall:.0%} of the rung wall time")
+        return
     if args.real_search:
         wall, train, compile_ = real_search_shares(args.real_search, args.console)
         print(f"{wall:.0f} s of rungs: training steps {train:.0f} s ({train / wall:.0%}), "

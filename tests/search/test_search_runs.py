@@ -114,6 +114,40 @@ def test_workers_on_postgres_share_one_study_and_a_killed_trial_resumes(postgres
     assert "postgresql://search:***@127.0.0.1" in texts[1]
 
 
+def test_a_database_outage_during_live_rungs_fails_no_trial(postgres, tmp_path):
+    """The server stops for 20 s while two workers train (shorter than the grace period):
+    their calls wait it out and their heartbeats go on after it; no live trial is failed as
+    stale and none is trained twice."""
+    space = _space(tmp_path, "study.min_steps = 60", "study.max_steps = 60",
+                   "study.checkpoint_every = 20", "study.heartbeat_interval = 2",
+                   "study.grace_period = 45", "space.references = []",
+                   "space.trial_bindings = ['model.width = 0.0625', 'model.times = 7', "
+                   "'train.steps_per_loop = 10', 'train.eval_batch = 375']")
+    study_dir = tmp_path / "study"
+    args = [f"--space={space}", f"--study_dir={study_dir}", f"--storage={postgres.url}",
+            "--study_name=outage", "--n_trials=3"]
+    outs = [tmp_path / f"w{i}.txt" for i in range(2)]
+    procs = [_worker(args, outs[i], i) for i in range(2)]
+    for i in range(2):  # both are training
+        _wait_for(outs[i], rf"\[w{i}\] t\d+ 60: step 20: saved checkpoint", procs[i])
+    postgres.halt()
+    time.sleep(20)
+    postgres.serve()
+    for i, p in enumerate(procs):
+        assert p.wait(timeout=600) == 0, open(outs[i]).read()[-3000:]
+    texts = [open(o).read() for o in outs]
+    assert any("cannot be reached" in t for t in texts)  # the outage was seen, and survived
+    assert any("answers again" in t for t in texts)
+    url = study_lib.storage_url(postgres.url, str(study_dir))
+    trials = _study(url, "outage").get_trials()
+    assert [t.state.name for t in trials].count("FAIL") == 0, [study_lib.end_reason(t)
+                                                               for t in trials]
+    assert len([t for t in trials if t.state.name == "COMPLETE"]) >= 3
+    origins = [study_lib.origin_number(t) for t in trials]
+    assert len(origins) == len(set(origins))  # no retry: nothing trained twice
+    assert all(PASSWORD not in t for t in texts)
+
+
 def test_tiny_search_ranks_a_crippled_cell_below_the_reference(tmp_path):
     # gate offset 0.01 (multiplier -0.01): every cell passes at most 2% of its input on
     crippled = "{'cell.gate_offset': 0.01, 'cell.tau_offset': 1.0, 'cell.use_bias': False}"
@@ -162,8 +196,11 @@ def test_tiny_search_ranks_a_crippled_cell_below_the_reference(tmp_path):
 
 
 def test_sigterm_stops_a_worker_cleanly_and_the_trial_resumes(tmp_path):
-    space = _space(tmp_path, "study.min_steps = 40", "study.max_steps = 40",
-                   "study.checkpoint_every = 10", "space.references = []",
+    """SIGTERM in a trial's second rung: saved, re-queued (counted as interrupted, not as a
+    crash); the retry keeps the rung it had passed and resumes the second from its
+    checkpoint."""
+    space = _space(tmp_path, "study.min_steps = 20", "study.reduction_factor = 2",
+                   "study.max_steps = 40", "study.checkpoint_every = 10", "space.references = []",
                    "space.trial_bindings = ['model.width = 0.0625', 'model.times = 7', "
                    "'train.steps_per_loop = 10']")
     study_dir = tmp_path / "study"
@@ -178,10 +215,15 @@ def test_sigterm_stops_a_worker_cleanly_and_the_trial_resumes(tmp_path):
     states = optuna.trial.TrialState
     assert [t.state for t in trials] == [states.FAIL, states.WAITING]
     assert trials[1].user_attrs["resume_of"] == number == 0
+    assert trials[1].user_attrs["rungs_passed"] == 1
+    assert study_lib.end_reason(trials[0]) == "interrupted"
     again = _worker(args, tmp_path / "w2.txt")
     assert again.wait(timeout=600) == 0
     trials = _study(f"sqlite:///{study_dir}/study.db").get_trials()
     assert trials[1].state == states.COMPLETE and trials[1].params == trials[0].params
+    text = open(tmp_path / "w2.txt").read()
+    assert "trial 1 rung 1/2: already evaluated at step 20" in text  # not trained again
+    assert re.search(r"study 'space': 1 complete, 1 interrupted", text), text[-2000:]
     # the loop running at the signal finishes and saves (step 20, or 30 when the signal lands
     # after the poll saw step 10 late, on a busy machine); the retry goes on from there
     log = open(study_dir / "logs" / "trial_00000_steps_40.log").read()

@@ -204,23 +204,60 @@ def test_median_of_the_top_trials():
 
 def test_a_trial_failed_by_another_worker_meanwhile_is_dropped_not_fatal(tmp_path):
     """While a trial runs, another worker fails it (its heartbeat looked stale) and re-queues
-    it: Optuna cannot record its result. The worker logs that and goes on."""
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/s.db")
-    s = optuna.create_study(storage=storage)
-    lines = []
+    it: the worker's ask-and-tell loop leaves the stored FAIL as it is, says so, goes on."""
+    space, cfg = _space(SMALL)
+    storage = study.open_storage(study.storage_url(None, str(tmp_path)), cfg)
+    s, _ = study.open_study(space, cfg, storage, "s")
+    lines, seen = [], []
 
-    def objective(trial):
+    def attempt(trial):
         if trial.number == 0:  # what fail_stale_trials on another worker does
             storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-        return float(trial.number)
-    with pytest.raises((ValueError, AssertionError)) as e:  # what Optuna itself does
-        optuna.create_study(storage=storage, study_name="plain").optimize(objective, n_trials=1)
-    assert study.TAKEN_OVER in str(e.value) + str(e.value.__context__)
-    study.optimize(s, objective, lines.append, n_trials=2)
+        return optuna.trial.TrialState.COMPLETE, float(trial.number)
+    why = study.run_trials(s, attempt, 2, lines.append, lambda st, frozen: seen.append(frozen))
+    assert why == "done"
     states = [t.state for t in s.get_trials()]
-    assert states[0] == optuna.trial.TrialState.FAIL
-    assert optuna.trial.TrialState.COMPLETE in states[1:]
+    assert states == [optuna.trial.TrialState.FAIL] + [optuna.trial.TrialState.COMPLETE] * 2
+    assert [t.state for t in seen] == states  # after(): what the storage holds
     assert len(lines) == 1 and "failed by another worker" in lines[0]
+    assert study.end_reason(s.get_trials()[0]) == "stale"
+
+
+def test_end_reasons_are_told_apart():
+    """Every way a trial ends has its own name (the worker's summary and trials.csv count
+    them apart; an interrupted trial is not 'failed')."""
+    states = optuna.trial.TrialState
+
+    def t(state, **attrs):
+        return optuna.trial.create_trial(state=state, user_attrs=attrs, **(
+            {"value": 0.5} if state == states.COMPLETE else {}))
+    cases = [(t(states.COMPLETE), "complete"), (t(states.COMPLETE, diverged="NaN"), "diverged"),
+             (t(states.COMPLETE, repeat_of=3), "repeat"), (t(states.PRUNED), "pruned"),
+             (t(states.FAIL, error="ValueError: x"), "crashed"),
+             (t(states.FAIL, rejected="too small"), "rejected"),
+             (t(states.FAIL, interrupted="SIGTERM", error="x"), "interrupted"),
+             (t(states.FAIL), "stale"), (t(states.WAITING), "waiting")]
+    assert [study.end_reason(trial) for trial, _ in cases] == [why for _, why in cases]
+
+
+def test_a_restarted_worker_does_not_replay_its_samples(tmp_path):
+    """The sampler's seed comes from the study's seed, the worker's index and the trials the
+    study holds: a worker that joins again with the same index draws new points, and one that
+    starts a fresh study draws the same points as before (reproducible)."""
+    space, cfg = _space(SMALL)
+
+    def draws(url, n):
+        s, _ = study.open_study(space, cfg, study.open_storage(url, cfg), "s", worker_index=0)
+        out = []
+        for _ in range(n):
+            trial = s.ask()
+            out.append(sample.suggest(trial, space))
+            s.tell(trial, 0.5)
+        return out
+    first = draws(study.storage_url(None, str(tmp_path / "a")), 3)
+    again = draws(study.storage_url(None, str(tmp_path / "a")), 3)  # restarted, same index
+    assert not any(p == q for p in first for q in again)
+    assert draws(study.storage_url(None, str(tmp_path / "b")), 3) == first
 
 
 def test_diverged_trials_are_never_among_the_top():

@@ -79,7 +79,11 @@ class Setup:
         fresh = not os.path.exists(args.study_dir)
         writable_folder(args.study_dir, "--study_dir")
         try:
-            self.storage = open_storage(self.url, self.cfg, with_heartbeat)
+            index = getattr(args, "worker_index", None)
+            self.storage = open_storage(
+                self.url, self.cfg, with_heartbeat,
+                log=lambda msg: print(f"[w{index}] {msg}" if index is not None else msg,
+                                      flush=True))
         except ValueError:
             if fresh:  # an unreachable storage leaves no empty study folder behind
                 shutil.rmtree(args.study_dir, ignore_errors=True)
@@ -116,42 +120,21 @@ def run(args) -> int:
 
 
 def _work(args, s, study, split, warmup_fraction) -> int:
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
+    import collections
 
-    from tpu_convrnn.search import study as study_lib
-    from tpu_convrnn.search.worker import Interrupted, TrialFailed, Worker
+    from tpu_convrnn.search.study import end_reason
+    from tpu_convrnn.search.worker import Worker
     trials_dir = args.trials_dir or os.path.join(os.path.abspath(args.study_dir), "trials")
     worker = Worker(study, s.space, s.cfg, os.path.abspath(args.study_dir), trials_dir, split,
                     warmup_fraction, args.worker_index, args.tpu)
     worker.install_signal_handlers()
-    finished = (TrialState.COMPLETE, TrialState.PRUNED)
-
-    def stop_on_crashes(study, frozen):
-        crashes = sum("error" in t.user_attrs for t in study.get_trials(
-            deepcopy=False, states=(TrialState.FAIL,)))
-        if crashes >= args.n_trials:
-            worker.log(f"{crashes} trials crashed: stopping (see the trial logs)")
-            study.stop()
-
-    if len(study.get_trials(deepcopy=False, states=finished)) < args.n_trials:
-        try:
-            study_lib.optimize(study, worker.objective, worker.log, catch=(TrialFailed,),
-                               gc_after_trial=True,
-                               callbacks=[MaxTrialsCallback(args.n_trials, states=finished),
-                                          worker.after_trial, stop_on_crashes])
-        except Interrupted as e:
-            worker.log(f"stopped: {e}")
-            return 0
-        finally:
-            worker.runner.close()
-    trials = study.get_trials(deepcopy=False)
-    count = {st: sum(t.state == st for t in trials) for st in TrialState}
-    worker.log(f"study {s.name!r}: {count[TrialState.COMPLETE]} complete, "
-               f"{count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed "
-               f"({sum('rejected' in t.user_attrs for t in trials)} rejected before training); "
-               f"report: python -m tpu_convrnn.search report --space={args.space} "
-               f"--study_dir={args.study_dir}")
+    if worker.run(args.n_trials) == "stopped":
+        worker.log("stopped: the running trial was re-queued")
+        return 0
+    reasons = collections.Counter(end_reason(t) for t in study.get_trials(deepcopy=False))
+    worker.log(f"study {s.name!r}: " + ", ".join(f"{n} {r}" for r, n in sorted(
+        reasons.items(), key=lambda kv: (-kv[1], kv[0]))) + f"; report: python -m tpu_convrnn.search "
+        f"report --space={args.space} --study_dir={args.study_dir}")
     return 0
 
 
@@ -203,6 +186,12 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        from tpu_convrnn.search.runner import RunnerBroken
+        if not isinstance(e, RunnerBroken):
+            raise
+        print(f"error: RunnerBroken: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

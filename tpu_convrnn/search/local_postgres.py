@@ -58,11 +58,20 @@ class LocalPostgres:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run("initdb", "-D", self.data, "-U", self.user, "--auth=trust", "-E", "UTF8")
+        self.serve()
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "search")
+        return self.url
+
+    def serve(self):
+        """Starts the server on its cluster (after ``start`` made it, or after ``halt``)."""
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
         self._run("pg_ctl", "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"),
                   "-w", "start")
-        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "search")
-        return self.url
+
+    def halt(self):
+        """Stops the server (every connection dropped, new ones refused), keeping its data:
+        ``serve()`` starts it again (an outage, as a server restart makes one)."""
+        self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
 
     def terminate_connections(self) -> int:
         """Kills every other connection to the database (a server-side drop); returns how many."""

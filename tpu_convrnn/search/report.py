@@ -2,8 +2,9 @@
 
 ``write_report(study, space, cfg, out, top)`` prints the top-N table and writes into ``out``:
 
-* ``trials.csv``: one row per trial (state, top-1, budget reached, parameters, FLOPs, compute,
-  reference / repeat / rejection / error, every sampled parameter);
+* ``trials.csv``: one row per trial (state, why it ended (``study.end_reason``), top-1, budget
+  reached, parameters, FLOPs, compute, reference / repeat / rejection / error, every sampled
+  parameter);
 * ``median_top<N>.gin``: the paper's "median of the top N" architecture (per-parameter median
   of numbers, mode of categories, the edges present in more than half of the top N), ready for
   ``python -m tpu_convrnn.main --gin_file=...`` on the trials' recipe and data;
@@ -19,7 +20,7 @@ import os
 import statistics
 
 from tpu_convrnn.search import candidate, sample
-from tpu_convrnn.search.study import origin_number
+from tpu_convrnn.search.study import end_reason, origin_number
 
 
 def _value(t):
@@ -40,7 +41,8 @@ def trial_rows(study, cfg) -> list:
             sum(b for b in cfg.budgets() if b <= budget)
         flops = t.user_attrs.get("flops_train_step")
         rows.append({
-            "trial": t.number, "state": t.state.name, "origin": origin_number(t),
+            "trial": t.number, "state": t.state.name, "end_reason": end_reason(t),
+            "origin": origin_number(t),
             "top1": _value(t) if t.state in (TrialState.COMPLETE, TrialState.PRUNED) else None,
             "budget": budget, "params": t.user_attrs.get("params"),
             "gflop_per_image": None if flops is None else round(flops / 1e9, 4),
@@ -115,12 +117,9 @@ def write_report(study, space, cfg, out: str, top: int = 5, space_file: str = ""
         w.writeheader()
         w.writerows(rows)
     best = top_trials(study, cfg, top)
-    states = collections.Counter(r["state"] for r in rows)
+    reasons = collections.Counter(r["end_reason"] for r in rows)
     print(f"study {study.study_name!r}: {len(rows)} trials (" + ", ".join(
-        f"{v} {k.lower()}" for k, v in sorted(states.items())) + f"); "
-        f"{sum(bool(r['rejected']) for r in rows)} rejected before training, "
-        f"{sum(r['repeat_of'] != '' for r in rows)} repeats not retrained, "
-        f"{sum(bool(r['diverged']) for r in rows)} diverged")
+        f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))) + ")")
     print(f"top {len(best)} at the full budget ({cfg.max_steps} steps):")
     print(f"{'rank':>4} {'trial':>5} {'top1':>7} {'params':>11} {'GFLOP/img':>10}  reference")
     by_number = {r["trial"]: r for r in rows}

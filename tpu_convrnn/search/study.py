@@ -7,7 +7,9 @@
   stopped beating for ``grace_period`` is failed by the next worker that starts a trial and
   re-queued (``RetryHeartbeatStaleTrialCallback``); the re-queued trial resumes from the
   checkpoints of its original (``origin_number``).
-* Sampler: multivariate, grouped TPE with the constant liar, seeded per worker; pruner: ASHA
+* Sampler: multivariate, grouped TPE with the constant liar, seeded from the study's seed, the
+  worker's index and the number of trials the study holds when the worker joins (a restarted
+  worker does not replay its samples); pruner: ASHA
   (``SuccessiveHalvingPruner``) over training steps.
 * The space (and the study settings that shape the results) is stored with the study; a worker
   joining with a different one is refused, naming what differs.
@@ -74,13 +76,83 @@ def _scrub(text: str, url: str) -> str:
     return text.replace(password, "***") if password else text
 
 
-def open_storage(url: str, cfg: StudyConfig, with_heartbeat: bool = True, attempts: int = 3):
-    """An ``RDBStorage`` on ``url`` with heartbeats and retries of stale trials; ValueError
-    naming the (masked) URL if it cannot be reached."""
+def _connection_lost(e: BaseException) -> bool:
+    """Whether ``e`` (or what Optuna wrapped in it) is a lost or refused database connection:
+    an outage to wait out, not a fault of the call."""
+    from sqlalchemy import exc
+    for x in (e, e.__cause__, e.__context__):
+        if isinstance(x, (exc.OperationalError, exc.InterfaceError)) or (
+                isinstance(x, exc.DBAPIError) and x.connection_invalidated):
+            return True
+    return False
+
+
+# The storage calls a worker makes; each is retried through an outage (record_heartbeat is
+# not: the heartbeat thread retries at its next beat).
+_RETRIED = ("create_new_study", "create_new_trial", "get_all_studies", "get_all_trials",
+            "get_best_trial", "get_n_trials", "get_study_directions", "get_study_id_from_name",
+            "get_study_name_from_id", "get_study_system_attrs", "get_study_user_attrs",
+            "get_trial", "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id",
+            "get_trial_param", "get_trial_params", "get_trial_system_attrs",
+            "get_trial_user_attrs", "set_study_system_attr", "set_study_user_attr",
+            "set_trial_intermediate_value", "set_trial_param", "set_trial_state_values",
+            "set_trial_system_attr", "set_trial_user_attr", "_get_stale_trial_ids")
+
+
+def _retrying(base_class, name):
+    method = getattr(base_class, name)
+
+    def call(self, *args, **kwargs):
+        first = None
+        while True:
+            try:
+                result = method(self, *args, **kwargs)
+            except Exception as e:  # noqa: BLE001  (only a lost connection is retried)
+                if not _connection_lost(e) or self.patience <= 0:
+                    raise
+                now = time.monotonic()
+                if first is None:
+                    first = now
+                    if not self._down:
+                        self._down = True
+                        text = _scrub(str(e.__cause__ or e).strip().splitlines()[0], self.url)
+                        self.log(f"the study storage {mask_url(self.url)} cannot be reached "
+                                 f"({text[:160]}); retrying for up to {self.patience:.0f} s")
+                if now - first > self.patience:
+                    raise
+                time.sleep(min(2.0, self.patience / 10))
+                continue
+            if self._down and first is not None:
+                self._down = False
+                self.log(f"the study storage answers again (after {time.monotonic() - first:.0f}"
+                         " s)")
+            return result
+    call.__name__ = name
+    return call
+
+
+def _retrying_storage_class():
+    from optuna.storages import RDBStorage
+
+    class RetryingRDBStorage(RDBStorage):
+        """``RDBStorage`` whose calls wait out a lost database connection (a server restart, a
+        network blip) for up to ``patience`` seconds, saying so once, instead of failing the
+        worker at its next call."""
+        patience, log, url, _down = 0.0, staticmethod(print), "", False
+    for name in _RETRIED:
+        setattr(RetryingRDBStorage, name, _retrying(RDBStorage, name))
+    return RetryingRDBStorage
+
+
+def open_storage(url: str, cfg: StudyConfig, with_heartbeat: bool = True, attempts: int = 3,
+                 log=print):
+    """An ``RDBStorage`` on ``url`` with heartbeats, retries of stale trials, and calls that
+    wait out a lost connection for up to ``cfg.grace_period`` (said through ``log``);
+    ValueError naming the (masked) URL if it cannot be reached."""
     import warnings
 
     import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
     # Heartbeats and their retry callback are marked experimental; they are what we rely on.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else \
@@ -93,9 +165,13 @@ def open_storage(url: str, cfg: StudyConfig, with_heartbeat: bool = True, attemp
                       heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                           max_retry=cfg.max_retry))
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the worker reports failures itself
+    storage_class = _retrying_storage_class()
     for attempt in range(attempts):
         try:
-            return RDBStorage(url, engine_kwargs=engine, **kwargs)
+            storage = storage_class(url, engine_kwargs=engine, **kwargs)
+            # an outage shorter than the grace period is waited out: it fails no live trial
+            storage.patience, storage.log, storage.url = float(cfg.grace_period), log, url
+            return storage
         except Exception as e:  # noqa: BLE001  (sqlalchemy OperationalError, driver errors)
             # Workers starting together on a fresh database race to create Optuna's tables
             # (a unique violation for all but one): the next attempt finds them.
@@ -145,17 +221,25 @@ def open_study(space: SearchSpace, cfg: StudyConfig, storage, name: str,
                worker_index: int = 0, space_file: str = "the space"):
     """Creates or joins the study ``name``. Returns ``(study, created)``; ValueError if the
     stored space differs from ``space``."""
+    import numpy as np
     import optuna
     single = len(cfg.objectives) == 1
-    sampler = optuna.samplers.TPESampler(
-        multivariate=True, group=True, constant_liar=True, seed=cfg.seed + worker_index,
-        n_startup_trials=cfg.n_startup_trials)
+
+    def tpe(seed):
+        return optuna.samplers.TPESampler(
+            multivariate=True, group=True, constant_liar=True, seed=int(seed),
+            n_startup_trials=cfg.n_startup_trials)
+    sampler = tpe(cfg.seed + worker_index)
     pruner = optuna.pruners.SuccessiveHalvingPruner(
         min_resource=cfg.min_steps, reduction_factor=cfg.reduction_factor) if single else \
         optuna.pruners.NopPruner()
     directions = ["maximize"] + ["minimize"] * (len(cfg.objectives) - 1)
     study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
                                 pruner=pruner, directions=directions, load_if_exists=True)
+    # The sampler's seed: the study's, the worker's index and the trials the study holds now,
+    # so that a worker restarted with the same index does not replay its samples.
+    held = len(study.get_trials(deepcopy=False))
+    study.sampler = tpe(np.random.SeedSequence([cfg.seed, worker_index, held]).generate_state(1)[0])
     desc = stored_description(space, cfg)
     stored = study.user_attrs.get("description")
     if stored is None:
@@ -212,23 +296,68 @@ def prepare_split(study_dir: str, data, minival_examples: int) -> str:
     return path
 
 
-TAKEN_OVER = "Cannot tell a FAIL trial"
+FINISHED_STATES = ("COMPLETE", "PRUNED")
 
 
-def optimize(study, objective, log, **kwargs):
-    """``study.optimize(objective, **kwargs)`` that survives a takeover: when this worker's
-    running trial was failed by another worker meanwhile (its heartbeat stopped, e.g. when the
-    database dropped the connection of the heartbeat thread, so the trial looked stale and was
-    failed and re-queued there), Optuna cannot record the result; the result is dropped with a
-    line saying so and this worker goes on with the next trial."""
+def end_reason(trial) -> str:
+    """Why a trial ended, from its state and the attributes the worker records: ``complete``,
+    ``diverged`` (scored 0), ``repeat`` (an earlier trial's result taken), ``pruned``,
+    ``rejected`` (its point could not be built), ``crashed`` (``error`` holds the line),
+    ``interrupted`` (SIGTERM or Ctrl-C; re-queued), ``stale`` (failed by another worker: its own
+    had died or lost the database for longer than the grace period; re-queued), or
+    ``running`` / ``waiting``."""
+    state, attrs = trial.state.name, trial.user_attrs
+    if state == "COMPLETE":
+        return "diverged" if "diverged" in attrs else "repeat" if "repeat_of" in attrs \
+            else "complete"
+    if state == "FAIL":
+        for reason, key in (("interrupted", "interrupted"), ("rejected", "rejected"),
+                            ("crashed", "error")):
+            if key in attrs:
+                return reason
+        return "stale"
+    return state.lower()
+
+
+def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: False,
+               heartbeat_interval=None):
+    """Optuna's ask-and-tell loop of a worker: fail stale trials (and re-queue them, by the
+    storage's callback), ask, ``attempt(trial) -> (state, values)`` under this worker's own
+    ``Heartbeat``, tell (``skip_if_finished``: a trial failed by another worker meanwhile is
+    left as it is, and its result dropped with a line saying so), ``after(study, frozen)``.
+    Stops when ``n_trials`` trials are finished (complete or pruned), when as many have
+    crashed, or when ``stopping()``. Returns why it stopped: ``done``, ``crashes`` or
+    ``stopped``."""
+    import warnings
+
+    import optuna
+
+    from tpu_convrnn.search.heartbeat import Heartbeat
+    storage = study._storage  # (Optuna keeps the study's storage here; no public accessor)
+    interval = heartbeat_interval or getattr(storage, "get_heartbeat_interval", lambda: None)()
     while True:
-        try:
-            return study.optimize(objective, **kwargs)
-        except (ValueError, AssertionError) as e:
-            # Optuna's tell raises the ValueError; its clean-up then fails an assertion of
-            # its own, with the ValueError as the context.
-            if not any(str(x).startswith(TAKEN_OVER) for x in (e, e.__context__)):
-                raise
-            log("a trial of this worker was failed by another worker while it ran (its "
-                "heartbeat had stopped, e.g. on a lost database connection) and is retried "
+        if interval:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        if sum(t.state.name in FINISHED_STATES for t in trials) >= n_trials:
+            return "done"
+        crashes = sum(end_reason(t) == "crashed" for t in trials)
+        if crashes >= n_trials:
+            log(f"{crashes} trials crashed: stopping (see the trial logs)")
+            return "crashes"
+        if stopping():
+            return "stopped"
+        with warnings.catch_warnings():  # ("supposed to be used with Study.optimize": the
+            warnings.filterwarnings("ignore", "Heartbeat of storage")  # beat is ours, below)
+            trial = study.ask()
+        with Heartbeat(storage, trial._trial_id, interval or 0, log):
+            state, values = attempt(trial)
+        frozen = study.tell(trial, values, state, skip_if_finished=True)
+        if frozen.state != state:
+            log(f"trial {trial.number} was failed by another worker while it ran here (its "
+                "heartbeat had stopped for longer than the grace period) and is retried "
                 "there; this worker's result for it is dropped")
+        if after is not None:
+            after(study, frozen)

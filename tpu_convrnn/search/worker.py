@@ -22,7 +22,7 @@ import socket
 import time
 
 from tpu_convrnn.search import candidate, sample
-from tpu_convrnn.search.study import origin_number
+from tpu_convrnn.search.study import origin_number, run_trials
 from tpu_convrnn.search.rung import budget_settings, finished_metrics, rss_mb
 from tpu_convrnn.search.runner import Runner
 from tpu_convrnn.training.train import format_hms
@@ -37,6 +37,20 @@ class TrialFailed(Exception):
 
 class Interrupted(Exception):
     """SIGTERM / Ctrl-C: the trial was re-queued and the worker should stop."""
+
+
+class TakenOver(Exception):
+    """Another worker failed this worker's trial meanwhile (its heartbeat looked stale) and
+    retries it: this worker stops working on it."""
+
+
+def _try_set(trial, key, value):
+    """``trial.set_user_attr`` that gives up quietly when the trial is no longer this
+    worker's (failed by another worker meanwhile)."""
+    try:
+        trial.set_user_attr(key, value)
+    except Exception:  # noqa: BLE001  (optuna UpdateFinishedTrialError, storage errors)
+        pass
 
 
 class Worker:
@@ -69,6 +83,32 @@ class Worker:
                      "trial is re-queued")
         self.stopping = True
         self.runner.signal(signal.SIGTERM)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, n_trials: int) -> str:
+        """Runs trials until ``n_trials`` are finished, as many crashed, or a signal; returns
+        which (``study.run_trials``)."""
+        try:
+            return run_trials(self.study, self.attempt, n_trials, self.log, self.after_trial,
+                              lambda: self.stopping)
+        finally:
+            self.runner.close()
+
+    def attempt(self, trial):
+        """One trial: ``(state, values)`` for Optuna's ``tell``; why it ended is in its
+        attributes (``study.end_reason``)."""
+        import optuna
+        from optuna.trial import TrialState
+        try:
+            return TrialState.COMPLETE, self.objective(trial)
+        except optuna.TrialPruned:
+            return TrialState.PRUNED, None
+        except (TrialFailed, Interrupted, TakenOver):
+            return TrialState.FAIL, None
+        except BaseException as e:  # a bug of the worker: the trial fails, the worker stops
+            _try_set(trial, "error", f"worker error: {type(e).__name__}: {e}"[:500])
+            self.study.tell(trial, None, TrialState.FAIL, skip_if_finished=True)
+            raise
 
     # ------------------------------------------------------------------ the objective
     def objective(self, trial):
@@ -113,10 +153,13 @@ class Worker:
     def _train(self, trial, trial_dir, gin_path, info):
         import optuna
         budgets = self.cfg.budgets()
+        # a retry keeps the rungs its original had passed (they are not judged again)
+        passed = int(trial.user_attrs.get("rungs_passed", 0))
         t0, top1 = time.monotonic(), None
         for k, budget in enumerate(budgets):
             if self.stopping:
                 self._requeue(trial)
+            self._check_mine(trial)
             r0 = time.monotonic()
             metrics = self._run_rung(trial, f"{trial_dir}/steps_{budget}", gin_path, budget,
                                      f"rung {k + 1}/{len(budgets)}")
@@ -126,10 +169,12 @@ class Worker:
             dt = time.monotonic() - r0
             if self.single:
                 trial.report(top1, budget)
-                if k + 1 < len(budgets) and trial.should_prune():
+                if k + 1 < len(budgets) and k >= passed and trial.should_prune():
                     self.log(f"trial {trial.number} rung {k + 1}/{len(budgets)} ({budget} steps):"
                              f" top1 {top1:.4f} in {dt:.0f} s; pruned")
                     raise optuna.TrialPruned()
+            if k + 1 < len(budgets) and k >= passed:
+                trial.set_user_attr("rungs_passed", k + 1)
             rest = sum(budgets[k + 1:]) / budget * dt
             self.log(f"trial {trial.number} rung {k + 1}/{len(budgets)} ({budget} steps): top1 "
                      f"{top1:.4f} in {dt:.0f} s" + (f"; promoted, trial ETA {format_hms(rest)}"
@@ -138,6 +183,7 @@ class Worker:
         return self._objectives(top1, info)
 
     def _run_rung(self, trial, model_dir, gin_path, budget, what):
+        self._wait_for_folder(trial, model_dir)
         done = finished_metrics(model_dir, budget)
         if done is not None:
             self.log(f"trial {trial.number} {what}: already evaluated at step {budget}")
@@ -166,9 +212,37 @@ class Worker:
             raise TrialFailed(result.error)
         return {"top1": result.top1, "top1_per_step": result.top1_per_step}
 
+    def _wait_for_folder(self, trial, model_dir, poll=5.0):
+        """Waits while a live run holds the rung's folder (the attempt this trial retries,
+        still training in a worker that had lost the database): a retry never trains beside
+        it, and takes its result if it finishes the rung."""
+        from tpu_convrnn.training.model_dir import live_holder
+        said = False
+        while (holder := live_holder(model_dir, self.log)) is not None:
+            if not said:
+                self.log(f"trial {trial.number}: {model_dir} is held by pid {holder['pid']} on "
+                         f"host {holder['host']} (an earlier attempt, still running); waiting "
+                         "for it to end")
+                said = True
+            if self.stopping:
+                self._requeue(trial)
+            time.sleep(poll)
+
+    def _check_mine(self, trial):
+        """TakenOver if another worker failed this trial meanwhile (it retries it)."""
+        from optuna.trial import TrialState
+        state = self.study._storage.get_trial(trial._trial_id).state
+        if state != TrialState.RUNNING:
+            self.log(f"trial {trial.number}: {state.name} in the study (failed by another "
+                     "worker while this one could not reach the database); it is retried "
+                     "there, this worker stops working on it")
+            raise TakenOver(f"trial {trial.number}")
+
     def _requeue(self, trial):
         origin = origin_number(trial)
-        self.study.enqueue_trial(trial.params, user_attrs={"resume_of": origin})
+        _try_set(trial, "interrupted", "SIGTERM or Ctrl-C; re-queued")
+        self.study.enqueue_trial(trial.params, user_attrs={
+            "resume_of": origin, "rungs_passed": int(trial.user_attrs.get("rungs_passed", 0))})
         self.log(f"trial {trial.number}: stopped; re-queued to resume from its checkpoints "
                  f"({self.trials_dir}/{origin:05d})")
         raise Interrupted(f"trial {trial.number} re-queued")
@@ -230,8 +304,6 @@ class Worker:
             origin_number(t) for t in complete[self.cfg.keep_top_k:self.cfg.keep_top_k + 8]}
         for origin in sorted(candidates - keep):
             _remove_checkpoints(f"{self.trials_dir}/{origin:05d}")
-        if self.stopping:
-            study.stop()
         if frozen.state in (TrialState.COMPLETE, TrialState.PRUNED) and complete:
             best = complete[0]
             value = frozen.values[0] if frozen.values else float("nan")
