@@ -270,3 +270,43 @@ def test_a_full_disk_at_the_metrics_is_a_one_line_error_keeping_the_checkpoint(t
     code, out = finish(start(str(d), mode="eval"))
     assert code == 0, out[-3000:]
     assert metric_steps(str(d)) == [2]
+
+
+_RACER = """
+import os, sys, time
+from tpu_convrnn.training import model_dir
+print("ready", flush=True)
+while not os.path.exists(sys.argv[2]):  # all start together
+    time.sleep(0.002)
+try:
+    with model_dir.hold(sys.argv[1], log=lambda m: None):
+        print("held", flush=True)
+        time.sleep(float(sys.argv[3]))
+except model_dir.ModelDirInUse:
+    print("refused", flush=True)
+"""
+
+
+def _racer(d, go, hold_s):
+    return subprocess.Popen([sys.executable, "-c", _RACER, d, go, str(hold_s)], cwd=REPO,
+                            env=ENV, stdout=subprocess.PIPE, text=True)
+
+
+def test_runs_starting_together_on_one_dir_hold_it_one_at_a_time_and_the_holder_is_named(
+        tmp_path):
+    """Six processes take the same model dir at the same instant: exactly one holds it (the
+    check-and-write of the LOCK is exclusive); while it does, ``live_holder`` names its pid,
+    and once it is killed the dir is free."""
+    d, go = str(tmp_path / "run"), str(tmp_path / "go")
+    procs = [_racer(d, go, 5) for _ in range(6)]
+    assert all(p.stdout.readline().strip() == "ready" for p in procs)
+    open(go, "w").close()
+    outs = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert sorted(o[-1] for o in outs) == ["held"] + ["refused"] * 5, outs
+    assert model_dir_lib.live_holder(d) is None  # released
+    holder = _racer(d, go, 300)
+    assert [holder.stdout.readline().strip() for _ in range(2)] == ["ready", "held"]
+    assert model_dir_lib.live_holder(d)["pid"] == holder.pid
+    holder.kill()
+    holder.wait()
+    assert model_dir_lib.live_holder(d) is None  # a dead holder's LOCK holds nothing

@@ -4,7 +4,9 @@
 
 * **lock**: ``<model_dir>/LOCK`` names the holder (host, pid, start time) and is refreshed by
   ``touch()`` (each training loop). A second run on the same dir fails with an error naming
-  the holder. A lock left by a killed run is taken over when its process is gone (same host)
+  the holder (on a local disk the check-and-write is exclusive, under ``flock`` on
+  ``LOCK.guard``, so of two runs starting together one wins; ``live_holder`` says who holds a
+  dir). A lock left by a killed run is taken over when its process is gone (same host)
   or its heartbeat is older than ``STALE_AFTER_S`` (another host, e.g. a preempted VM's). A
   LOCK that cannot be read or has another shape is taken over as garbage, saying so; a
   heartbeat more than ``CLOCK_SKEW_S`` in the future is suspect (another host's clock, or a
@@ -64,6 +66,17 @@ class _Lock:
         self.me, self.last = _me(), 0.0
 
     def acquire(self):
+        """Takes the LOCK, or ModelDirInUse naming its live holder. On a local disk the
+        check-and-write is exclusive (``flock`` on ``LOCK.guard``): of two runs starting
+        together, or two taking over a dead holder's LOCK together, one wins."""
+        if "://" in self.path:  # an object store: no locks; advisory (see the module doc)
+            return self._acquire()
+        import fcntl
+        with open(f"{self.path}.guard", "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            return self._acquire()
+
+    def _acquire(self):
         holder = self._read()
         if holder is not None and self._live(holder):
             since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["started"]))
@@ -127,6 +140,14 @@ class _Lock:
     def release(self):
         if self._read() == self.me:
             tf.io.gfile.remove(self.path)
+
+
+def live_holder(model_dir: str, log=print) -> dict | None:
+    """The record (host, pid, started, heartbeat) of the live run holding ``model_dir``, or
+    None when no run holds it (no LOCK, or one left by a run that is gone)."""
+    lock = _Lock(model_dir, log)
+    holder = lock._read()
+    return holder if holder is not None and lock._live(holder) else None
 
 
 def repair_checkpoint_state(ckpt_dir: str, log) -> list:
