@@ -42,7 +42,7 @@ def main(argv=None):
             except OSError as e:
                 files.remove(tmp)
                 raise ValueError(f"--output {FLAGS.output!r}: could not be written "
-                                 f"({e.strerror or e}); nothing was written") from None
+                                 f"({files.error_reason(e)}); nothing was written") from None
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1

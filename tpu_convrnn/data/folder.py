@@ -96,7 +96,7 @@ def _write_shard(path, indices, items, input_dir, bar):
                 img = tf.io.decode_image(data, channels=3, expand_animations=False)
             except tf.errors.OpError as e:
                 raise ValueError(f"cannot decode image {path_i!r}: "
-                                 f"{e.message.splitlines()[0]}") from e
+                                 f"{files.error_reason(e)}") from e
             jpeg = data.numpy() if tf.io.is_jpeg(data) else \
                 tf.io.encode_jpeg(img, quality=95).numpy()
             key = os.path.relpath(path_i, input_dir)

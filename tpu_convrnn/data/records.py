@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tpu_convrnn.files import error_reason
+
 LABEL_OFFSET = 1  # files: 1..num_classes; in memory: 0..num_classes-1
 
 
@@ -40,7 +42,7 @@ def list_files(pattern: str) -> list[str]:
         try:
             found = tf.io.gfile.glob(part)
         except tf.errors.OpError as e:
-            raise ValueError(f"cannot list file pattern {part!r}: {e.message}") from e
+            raise ValueError(f"cannot list file pattern {part!r}: {error_reason(e)}") from e
         if not found:
             raise ValueError(f"file pattern {part!r} matches no files")
         files.update(found)
@@ -106,7 +108,7 @@ def count_records(files) -> list[int]:
                     n += 1
             except tf.errors.OpError as e:
                 raise InputError(f"file {f!r}, record {n} (0-based) cannot be read: "
-                                 f"{e.message.splitlines()[0]}") from e
+                                 f"{error_reason(e)}") from e
             raise
     return counts
 

@@ -21,6 +21,8 @@ import sys
 
 import tensorflow as tf
 
+from tpu_convrnn import files
+
 CHECKPOINT_SUBDIR = "checkpoints"
 
 
@@ -93,7 +95,7 @@ class TrainingCheckpoints:
             kept = self.latest
             raise SaveFailed(
                 f"checkpoint step {int(step)} could not be written to {self.directory} "
-                f"({e.message.splitlines()[0]}); "
+                f"({files.error_reason(e)}); "
                 + (f"the newest kept checkpoint is {kept}: free space (or fix the folder) "
                    "and restart with the same --model_dir to resume from it" if kept else
                    "no checkpoint was kept")) from None
