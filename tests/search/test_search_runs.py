@@ -157,6 +157,7 @@ def test_tiny_search_ranks_a_crippled_cell_below_the_reference(tmp_path):
     space = _space(tmp_path, f"space.cell = {cell}", "study.keep_top_k = 1",
                    "study.min_steps = 60", "study.reduction_factor = 2", "study.max_steps = 120",
                    "study.checkpoint_every = 60",
+                   "study.recycle_rungs = 2",  # (three rungs: the runner is replaced once)
                    # an eighth of the channels (small.gin's): the reference leaves chance by step
                    # 60 (at 30 steps both trials still predicted one class: a tie, no pruning)
                    "space.trial_bindings = ['model.width = 0.125', 'model.times = 7']",
@@ -167,6 +168,8 @@ def test_tiny_search_ranks_a_crippled_cell_below_the_reference(tmp_path):
     assert proc.wait(timeout=600) == 0, open(out).read()[-3000:]
     text = open(out).read()
     assert "rung 1/2 (60 steps): top1" in text and "pruned" in text
+    assert len(re.findall(r"rung runner \(pid \d+\): recycled after 2 rungs", text)) == 1
+    assert len(re.findall(r"rung runner started", text)) == 2
 
     trials = {t.user_attrs["reference"]: t for t in _study(
         f"sqlite:///{study_dir}/study.db").get_trials()}
