@@ -108,4 +108,5 @@ def error_reason(e: Exception) -> str:
     device'), else the first line of a TensorFlow error's message, else the text."""
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
-    return (getattr(e, "message", None) or str(e)).splitlines()[0]
+    lines = (getattr(e, "message", None) or str(e)).strip().splitlines()
+    return lines[0] if lines else type(e).__name__

@@ -120,9 +120,7 @@ def run(args) -> int:
 
 
 def _work(args, s, study, split, warmup_fraction) -> int:
-    import collections
-
-    from tpu_convrnn.search.study import end_reason
+    from tpu_convrnn.search.study import end_reason_counts
     from tpu_convrnn.search.worker import Worker
     trials_dir = args.trials_dir or os.path.join(os.path.abspath(args.study_dir), "trials")
     worker = Worker(study, s.space, s.cfg, os.path.abspath(args.study_dir), trials_dir, split,
@@ -131,10 +129,9 @@ def _work(args, s, study, split, warmup_fraction) -> int:
     if worker.run(args.n_trials) == "stopped":
         worker.log("stopped: the running trial was re-queued")
         return 0
-    reasons = collections.Counter(end_reason(t) for t in study.get_trials(deepcopy=False))
-    worker.log(f"study {s.name!r}: " + ", ".join(f"{n} {r}" for r, n in sorted(
-        reasons.items(), key=lambda kv: (-kv[1], kv[0]))) + f"; report: python -m tpu_convrnn.search "
-        f"report --space={args.space} --study_dir={args.study_dir}")
+    worker.log(f"study {s.name!r}: {end_reason_counts(study.get_trials(deepcopy=False))}; "
+               f"report: python -m tpu_convrnn.search report --space={args.space} "
+               f"--study_dir={args.study_dir}")
     return 0
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 import time
 
+from tpu_convrnn.files import error_reason
+
 
 class Heartbeat:
     """``with Heartbeat(storage, trial_id, interval, log): ...`` (``storage``: an Optuna
@@ -22,22 +24,18 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = None
         self.down_since = None  # while beats fail: when the first one failed
-        self.failures = 0
 
     def beat(self) -> bool:
         """One beat; False (said once per outage) if the storage cannot be reached."""
         try:
             self.storage.record_heartbeat(self.trial_id)
         except Exception as e:  # noqa: BLE001  (sqlalchemy OperationalError, driver errors)
-            self.failures += 1
             if self.down_since is None:
                 self.down_since = time.monotonic()
                 cause = e.__cause__ or e  # (Optuna wraps the driver's error in its own)
-                text = str(cause).strip()
-                first = text.splitlines()[0] if text else ""
                 self.log(f"heartbeat: the study storage cannot be reached ("
-                         f"{type(cause).__name__}: {first[:160]}); retrying every "
-                         f"{self.interval:g} s")
+                         f"{type(cause).__name__}: {error_reason(cause)[:160]}); retrying "
+                         f"every {self.interval:g} s")
             return False
         if self.down_since is not None:
             self.log(f"heartbeat: the study storage answers again after "

@@ -20,7 +20,7 @@ import os
 import statistics
 
 from tpu_convrnn.search import candidate, sample
-from tpu_convrnn.search.study import end_reason, origin_number
+from tpu_convrnn.search.study import end_reason, end_reason_counts, origin_number
 
 
 def _value(t):
@@ -117,9 +117,8 @@ def write_report(study, space, cfg, out: str, top: int = 5, space_file: str = ""
         w.writeheader()
         w.writerows(rows)
     best = top_trials(study, cfg, top)
-    reasons = collections.Counter(r["end_reason"] for r in rows)
-    print(f"study {study.study_name!r}: {len(rows)} trials (" + ", ".join(
-        f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))) + ")")
+    print(f"study {study.study_name!r}: {len(rows)} trials "
+          f"({end_reason_counts(study.get_trials(deepcopy=False))})")
     print(f"top {len(best)} at the full budget ({cfg.max_steps} steps):")
     print(f"{'rank':>4} {'trial':>5} {'top1':>7} {'params':>11} {'GFLOP/img':>10}  reference")
     by_number = {r["trial"]: r for r in rows}

@@ -61,7 +61,6 @@ class Runner:
         self.proc = None
         self.rungs = 0  # run by the current process
         self.deaths = 0  # in a row
-        self.starts = 0
 
     @property
     def pid(self):
@@ -83,7 +82,6 @@ class Runner:
         os.close(write_fd)
         self.control = os.fdopen(read_fd, "rb", buffering=0)
         self.rungs = 0
-        self.starts += 1
         self.log(f"rung runner started (pid {self.proc.pid})")
 
     def close(self):

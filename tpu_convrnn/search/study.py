@@ -19,11 +19,14 @@
 """
 from __future__ import annotations
 
+import collections
+import functools
 import json
 import os
 import random
 import time
 
+from tpu_convrnn.files import error_reason
 from tpu_convrnn.search.config import SearchSpace, StudyConfig
 
 PASSWORD_ENV = "TPU_CONVRNN_STORAGE_PASSWORD"
@@ -115,7 +118,7 @@ def _retrying(base_class, name):
                     first = now
                     if not self._down:
                         self._down = True
-                        text = _scrub(str(e.__cause__ or e).strip().splitlines()[0], self.url)
+                        text = _scrub(error_reason(e.__cause__ or e), self.url)
                         self.log(f"the study storage {mask_url(self.url)} cannot be reached "
                                  f"({text[:160]}); retrying for up to {self.patience:.0f} s")
                 if now - first > self.patience:
@@ -131,6 +134,7 @@ def _retrying(base_class, name):
     return call
 
 
+@functools.cache
 def _retrying_storage_class():
     from optuna.storages import RDBStorage
 
@@ -319,8 +323,14 @@ def end_reason(trial) -> str:
     return state.lower()
 
 
-def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: False,
-               heartbeat_interval=None):
+def end_reason_counts(trials) -> str:
+    """``'5 pruned, 4 complete'``: the trials counted by ``end_reason``, most first."""
+    counts = collections.Counter(end_reason(t) for t in trials)
+    return ", ".join(f"{n} {why}" for why, n in sorted(counts.items(),
+                                                       key=lambda kv: (-kv[1], kv[0])))
+
+
+def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: False):
     """Optuna's ask-and-tell loop of a worker: fail stale trials (and re-queue them, by the
     storage's callback), ask, ``attempt(trial) -> (state, values)`` under this worker's own
     ``Heartbeat``, tell (``skip_if_finished``: a trial failed by another worker meanwhile is
@@ -334,7 +344,7 @@ def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: 
 
     from tpu_convrnn.search.heartbeat import Heartbeat
     storage = study._storage  # (Optuna keeps the study's storage here; no public accessor)
-    interval = heartbeat_interval or getattr(storage, "get_heartbeat_interval", lambda: None)()
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
     while True:
         if interval:
             with warnings.catch_warnings():

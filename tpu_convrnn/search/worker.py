@@ -6,13 +6,15 @@ point that cannot be built is rejected with the reason, untrained); an exact rep
 evaluated configuration takes its result instead of training; otherwise each ASHA rung runs in
 the worker's long-lived rung runner (``runner.Runner``, one child process that imports
 TensorFlow once) in ``<trials_dir>/<origin>/steps_<budget>``, answers with a ``RungResult``
-(``<study_dir>/rungs/``; its output goes to ``<study_dir>/logs/``) and is pruned or promoted. A retried trial (dead worker, or an
-interrupted one) uses its original's folder and so resumes from its last checkpoint.
+(``<study_dir>/rungs/``; its output goes to ``<study_dir>/logs/``) and is pruned or promoted.
+A retried trial (dead worker, or an interrupted one) uses its original's folder and so resumes
+from its last checkpoint.
 
 Faults: a rung that crashes, or whose runner is killed (out of memory), fails its trial alone,
-with the error recorded, and the worker goes on (with a new runner). A rung whose loss diverges scores top-1 0 (attribute
-``diverged``): a result the sampler learns from, not a fault. SIGTERM or Ctrl-C: the running
-rung saves a checkpoint and stops, the trial is re-queued to resume, and the worker exits 0.
+with the error recorded, and the worker goes on (with a new runner). A rung whose loss
+diverges scores top-1 0 (attribute ``diverged``): a result the sampler learns from, not a
+fault. SIGTERM or Ctrl-C: the running rung saves a checkpoint and stops, the trial is re-queued
+to resume, and the worker exits 0.
 """
 from __future__ import annotations
 
