@@ -284,31 +284,41 @@ def test_a_rung_is_one_call_and_sigterm_in_its_evaluation_keeps_the_trial(tmp_pa
     assert [e["step"] for e in json.load(open(d / "eval" / "metrics.json"))] == [4]
 
 
-def test_a_killed_runner_fails_its_rung_alone_and_the_worker_goes_on(tmp_path):
+def test_a_killed_or_hung_runner_fails_its_rung_alone_and_the_worker_goes_on(tmp_path):
     """The worker's rung runner runs rung after rung in one process; SIGKILL to it (as the
-    kernel's out-of-memory killer sends) fails that rung's trial with the reason, and a new
-    runner runs the next trials."""
+    kernel's out-of-memory killer sends) fails that rung's trial with the reason; a runner
+    that stops writing (SIGSTOP: a hang) is killed after ``study.hang_timeout`` and its rung
+    failed; a new runner runs the next trials."""
     from tpu_convrnn.search.rung import RungResult
     space = _space(tmp_path, "study.min_steps = 20", "study.max_steps = 20",
                    "study.checkpoint_every = 10", "space.references = []",
+                   "study.hang_timeout = 40",
                    "space.trial_bindings = ['model.width = 0.0625', 'model.times = 7', "
                    "'train.steps_per_loop = 10', 'train.eval_batch = 375']")
     study_dir = tmp_path / "study"
     out = tmp_path / "w.txt"
-    proc = _worker([f"--space={space}", f"--study_dir={study_dir}", "--n_trials=2"], out)
+    proc = _worker([f"--space={space}", f"--study_dir={study_dir}", "--n_trials=3"], out)
     pid = int(_wait_for(out, r"\[w0\] rung runner started \(pid (\d+)\)", proc).group(1))
     _wait_for(out, r"\[w0\] t0 20: step 10: saved checkpoint", proc)
     os.kill(pid, signal.SIGKILL)
+    second = int(_wait_for(out, r"rung runner started[\s\S]*rung runner started \(pid (\d+)\)",
+                           proc).group(1))
+    _wait_for(out, r"\[w0\] t1 20: step 10: saved checkpoint", proc)
+    os.kill(second, signal.SIGSTOP)
     assert proc.wait(timeout=600) == 0, open(out).read()[-3000:]
     trials = _study(f"sqlite:///{study_dir}/study.db").get_trials()
     states = optuna.trial.TrialState
-    assert [t.state for t in trials] == [states.FAIL, states.COMPLETE, states.COMPLETE]
+    assert [t.state for t in trials] == [states.FAIL, states.FAIL] + [states.COMPLETE] * 3
     assert trials[0].user_attrs["error"] == \
         "the rung runner was killed by SIGKILL (out of memory?)"
+    assert trials[1].user_attrs["error"] == \
+        "the rung runner wrote nothing for 40 s (hung?) and was killed"
+    with pytest.raises(ProcessLookupError):
+        os.kill(second, 0)  # (killed, not left stopped)
     results = [RungResult.read(f) for f in sorted(glob.glob(str(study_dir / "rungs" / "*")))]
-    assert [r.status for r in results] == ["done", "done"]  # (the killed rung wrote none)
-    # one new runner ran both later rungs: the imports were paid once
-    assert len({r.pid for r in results}) == 1 and results[0].pid != pid
-    assert results[0].seconds["startup"] > 0 and results[1].seconds["startup"] == 0
+    assert [r.status for r in results] == ["done"] * 3  # (the two lost rungs wrote none)
+    # one new runner ran the later rungs: the imports were paid once
+    assert len({r.pid for r in results}) == 1 and results[0].pid not in (pid, second)
+    assert results[0].seconds["startup"] > 0 and results[2].seconds["startup"] == 0
     assert all(0 < r.top1 <= 1 and r.seconds["eval"] > 0 for r in results)
-    assert len(re.findall(r"rung runner started", open(out).read())) == 2
+    assert len(re.findall(r"rung runner started", open(out).read())) == 3

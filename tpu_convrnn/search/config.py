@@ -195,7 +195,10 @@ class StudyConfig:
       last checkpoint; ``checkpoint_every``: steps between a trial's checkpoints;
     * ``recycle_rungs``, ``recycle_rss_mb``: a worker's rung runner (the process that trains)
       is replaced by a fresh one after this many rungs, or once its resident memory passed
-      this many MB (0: never).
+      this many MB (0: never); ``hang_timeout`` (s): a rung runner that writes nothing
+      (no log line, no progress) for this long during a rung is taken as hung, killed, and
+      its rung failed with that reason (0: never; raise it above the longest silent phase of
+      a rung, such as a first compile on a large slice).
     """
     name: str | None = None
     objectives: tuple = ("top1",)
@@ -212,6 +215,7 @@ class StudyConfig:
     max_retry: int = 3
     recycle_rungs: int = 50
     recycle_rss_mb: int = 0
+    hang_timeout: int = 1800
 
     def budgets(self) -> list:
         """Training steps of each rung (a multi-objective study has one: ``max_steps``)."""
@@ -227,6 +231,9 @@ class StudyConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{at(name)}: study.{name} = {getattr(self, name)}: must be "
                                  "positive")
+        if self.hang_timeout < 0:
+            raise ValueError(f"{at('hang_timeout')}: study.hang_timeout = {self.hang_timeout}: "
+                             "must be 0 (none) or positive")
         if self.reduction_factor < 2:
             raise ValueError(f"{at('reduction_factor')}: study.reduction_factor = "
                              f"{self.reduction_factor}: must be at least 2")

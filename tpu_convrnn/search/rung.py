@@ -151,8 +151,9 @@ def serve(control_fd: int) -> int:
     """The runner loop: a JSON request per stdin line (``run_rung``'s arguments, ``result``:
     where to write the ``RungResult``, ``sent``: the worker's ``time.time()`` when it sent
     it); after each rung its result is written and ``{"result": path}`` is sent on
-    ``control_fd``. Returns after a preempted rung (the worker is stopping) or at the end of
-    stdin."""
+    ``control_fd`` (and ``{"started": path}`` when it takes a request: the worker's hang
+    clock starts then). Returns after a preempted rung (the worker is stopping) or at the end
+    of stdin."""
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     import tpu_convrnn.training.experiment  # noqa: F401  (TensorFlow and Keras, once)
@@ -164,6 +165,7 @@ def serve(control_fd: int) -> int:
         startup = max(0.0, time.time() - sent) if first else 0.0
         first = False
         path = request.pop("result")
+        control.write(json.dumps({"started": path}) + "\n")
         result = run_rung(**request)
         result.seconds["startup"] = round(startup, 2)
         result.write(path)

@@ -10,7 +10,9 @@ text). The runner dies with its worker (``PR_SET_PDEATHSIG``).
 Faults: a runner that exits or is killed during a rung (an out-of-memory kill, a segfault)
 fails that rung with the reason (``killed by signal 9 (out of memory?)``) and is started again
 for the next one, at most ``max_restarts`` times in a row without a rung that ended normally
-(then ``RunnerBroken``). It is recycled (a fresh process) after ``recycle_rungs`` rungs or
+(then ``RunnerBroken``). A runner that writes nothing for ``hang_timeout`` seconds while it
+runs a rung (the clock starts when it takes the request, after its imports) is taken as hung:
+it is killed and the rung failed with that reason, as for a death. It is recycled (a fresh process) after ``recycle_rungs`` rungs or
 when its resident memory passed ``recycle_rss_mb``.
 """
 from __future__ import annotations
@@ -54,8 +56,9 @@ class Runner:
     rung."""
 
     def __init__(self, log, tpu=None, recycle_rungs: int = 50, recycle_rss_mb: float = 0,
-                 max_restarts: int = 3):
+                 max_restarts: int = 3, hang_timeout: float = 0):
         self.log, self.tpu = log, tpu
+        self.hang_timeout = hang_timeout  # 0: none
         self.recycle_rungs, self.recycle_rss_mb = recycle_rungs, recycle_rss_mb
         self.max_restarts = max_restarts
         self.proc = None
@@ -119,12 +122,15 @@ class Runner:
                 self.proc.stdin.flush()
             except OSError:
                 pass  # it died meanwhile: no answer comes, the exit status says why
-            answer = self._pump(log, echo_prefix, echo)
+            answer, hung = self._pump(log, echo_prefix, echo)
         if answer is None:
+            if hung:
+                os.killpg(self.proc.pid, signal.SIGKILL)
             code = self.proc.wait()
             self.close()
             self.deaths += 1
-            reason = death_reason(code)
+            reason = (f"the rung runner wrote nothing for {self.hang_timeout:g} s (hung?) and "
+                      "was killed") if hung else death_reason(code)
             if self.deaths > self.max_restarts:
                 raise RunnerBroken(f"{reason}; it died {self.deaths} times in a row without "
                                    "finishing a rung (see the trial logs)")
@@ -142,29 +148,41 @@ class Runner:
         return result
 
     def _pump(self, log, echo_prefix, echo):
-        """Copies the runner's output to ``log`` until its answer arrives (returned) or its
-        control pipe closes (the runner ended: None)."""
+        """Copies the runner's output to ``log`` until its answer arrives, its control pipe
+        closes (the runner ended) or it is silent for ``hang_timeout`` seconds after taking the
+        request. Returns ``(answer or None, hung)``."""
         fd = self.proc.stdout.fileno()
-        pending, answer, control_open = b"", None, True
+        pending, answer, control_open, hung = b"", None, True, False
+        heard = None  # when the runner last wrote, once it has taken the request
         with selectors.DefaultSelector() as sel:
             sel.register(fd, selectors.EVENT_READ, "out")
             sel.register(self.control, selectors.EVENT_READ, "control")
             while answer is None and control_open:
-                for key, _ in sel.select():
+                events = sel.select(timeout=1.0 if self.hang_timeout else None)
+                if self.hang_timeout and heard is not None \
+                        and time.monotonic() - heard > self.hang_timeout:
+                    hung = True
+                    break
+                for key, _ in events:
                     if key.data == "control":
                         line = self.control.readline()
-                        answer = line.decode() if line else None
                         if not line:
                             control_open = False
                             sel.unregister(self.control)
+                        elif "started" in json.loads(line):
+                            heard = time.monotonic()
+                        else:
+                            answer = line.decode()
                     else:
+                        if heard is not None:
+                            heard = time.monotonic()
                         chunk = os.read(fd, 65536)
                         if chunk:
                             pending = self._copy(log, pending + chunk, echo_prefix, echo)
                         else:
                             sel.unregister(fd)
         # The runner's output is in the pipe before its answer (or its end): take all of it.
-        os.set_blocking(fd, answer is None)
+        os.set_blocking(fd, answer is None and not hung)
         try:
             while True:
                 chunk = os.read(fd, 65536)
@@ -177,7 +195,7 @@ class Runner:
             os.set_blocking(fd, True)
         if pending:
             self._copy(log, pending + b"\n", echo_prefix, echo)
-        return answer
+        return answer, hung
 
     def _copy(self, log, data: bytes, echo_prefix, echo) -> bytes:
         """Writes the complete lines of ``data`` to ``log`` (echoing the chosen ones); returns

@@ -67,7 +67,7 @@ class Worker:
         self.tag = f"[w{worker_index}]"
         self._log = log or (lambda msg: print(msg, flush=True))
         self.runner = Runner(self.log, tpu, recycle_rungs=cfg.recycle_rungs,
-                             recycle_rss_mb=cfg.recycle_rss_mb)
+                             recycle_rss_mb=cfg.recycle_rss_mb, hang_timeout=cfg.hang_timeout)
         self.stopping = False
         self.single = len(cfg.objectives) == 1
 
