@@ -114,6 +114,40 @@ def test_workers_on_postgres_share_one_study_and_a_killed_trial_resumes(postgres
     assert "postgresql://search:***@127.0.0.1" in texts[1]
 
 
+def test_no_error_path_prints_the_password(postgres, tmp_path, capsys, monkeypatch):
+    """Each storage error of ``run`` and ``report`` (a missing study, a missing database, a
+    refused port, an unparseable URL, a password inside the URL) is one line on stderr with the
+    URL masked; the password appears nowhere in the output."""
+    import socket
+
+    from tpu_convrnn.search.__main__ import main
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv(study_lib.PASSWORD_ENV, PASSWORD)
+    server = postgres.url.rsplit("/", 1)[0]
+    cases = [  # (command, --storage, what the one line says)
+        ("report", postgres.url, "no study 'small' in postgresql://search:***@"),
+        ("report", f"{server}/no_such_db", "cannot reach the study storage postgresql://"
+                                           "search:***@"),
+        ("run", f"{server}/no_such_db", "cannot reach the study storage"),
+        ("run", f"postgresql://search@127.0.0.1:{port}/search", "cannot reach the study storage"),
+        ("run", f"postgresql://search:{PASSWORD}@127.0.0.1:{port}/search",
+         "a password inside the URL"),
+        ("report", f"postgresql://search:{PASSWORD}@127.0.0.1:not_a_port/search",
+         "not an SQLAlchemy URL"),
+    ]
+    for command, url, says in cases:
+        extra = ["--n_trials=1"] if command == "run" else []
+        rc = main([command, f"--space={SMALL}", f"--study_dir={tmp_path / 'study'}",
+                   f"--storage={url}"] + extra)
+        out, err = capsys.readouterr()
+        assert rc == 2 and len(err.strip().splitlines()) == 1, (command, url, err)
+        assert says in err, (command, url, err)
+        assert PASSWORD not in out + err, (command, url, err)
+    assert not os.path.exists(tmp_path / "study")  # nothing left behind
+
+
 def test_a_database_outage_during_live_rungs_fails_no_trial(postgres, tmp_path):
     """The server stops for 20 s while two workers train (shorter than the grace period):
     their calls wait it out and their heartbeats go on after it; no live trial is failed as
@@ -233,6 +267,38 @@ def test_sigterm_stops_a_worker_cleanly_and_the_trial_resumes(tmp_path):
     resumed = re.search(r"resumed from checkpoint \S+ckpt-(\d+) at step (\d+)", log)
     assert resumed and resumed.group(1) == resumed.group(2) and \
         int(resumed.group(1)) in (20, 30), log[-2000:]
+
+
+def test_sigterm_in_a_rungs_evaluation_requeues_the_trial_with_its_checkpoints(tmp_path):
+    """SIGTERM to a worker while its rung evaluates: the evaluation is dropped, the rung's
+    checkpoints kept and the trial re-queued; the retry trains nothing and only evaluates."""
+    space = _space(tmp_path, "study.min_steps = 10", "study.max_steps = 10",
+                   "study.checkpoint_every = 10", "space.references = []",
+                   "space.trial_bindings = ['model.width = 0.0625', 'model.times = 7', "
+                   "'train.steps_per_loop = 10', 'train.eval_batch = 10']")  # 50 eval batches
+    study_dir = tmp_path / "study"
+    args = [f"--space={space}", f"--study_dir={study_dir}", "--n_trials=1"]
+    out = tmp_path / "w.txt"
+    proc = _worker(args, out)
+    _wait_for(out, r"\[w0\] t0 10: step 10: saved checkpoint", proc)
+    proc.send_signal(signal.SIGTERM)  # the evaluation of step 10 comes next
+    assert proc.wait(timeout=120) == 0, open(out).read()[-3000:]
+    log = open(study_dir / "logs" / "trial_00000_steps_10.log").read()
+    assert "SIGTERM: evaluation dropped" in log, log[-2000:]
+    trials = _study(f"sqlite:///{study_dir}/study.db").get_trials()
+    states = optuna.trial.TrialState
+    assert [t.state for t in trials] == [states.FAIL, states.WAITING]
+    assert study_lib.end_reason(trials[0]) == "interrupted"
+    rung_dir = study_dir / "trials" / "00000" / "steps_10"
+    assert os.path.exists(rung_dir / "checkpoints" / "ckpt-10.index")
+    assert not os.path.exists(rung_dir / "eval" / "metrics.json")
+    again = _worker(args, tmp_path / "w2.txt")
+    assert again.wait(timeout=600) == 0, open(tmp_path / "w2.txt").read()[-3000:]
+    trials = _study(f"sqlite:///{study_dir}/study.db").get_trials()
+    assert trials[1].state == states.COMPLETE and 0 < trials[1].value <= 1
+    log = open(study_dir / "logs" / "trial_00000_steps_10.log").read()
+    assert re.search(r"resumed from checkpoint \S+ckpt-10 at step 10", log), log[-2000:]
+    assert [e["step"] for e in json.load(open(rung_dir / "eval" / "metrics.json"))] == [10]
 
 
 def test_a_diverging_trial_scores_zero_and_the_worker_goes_on(tmp_path):

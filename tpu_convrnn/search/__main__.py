@@ -76,7 +76,7 @@ class Setup:
             os.path.splitext(os.path.basename(args.space))[0]
         from tpu_convrnn.files import writable_folder
         self.url = storage_url(args.storage, args.study_dir, args.storage_password_file)
-        fresh = not os.path.exists(args.study_dir)
+        self.fresh = fresh = not os.path.exists(args.study_dir)  # (made here: removed on errors)
         writable_folder(args.study_dir, "--study_dir")
         try:
             index = getattr(args, "worker_index", None)
@@ -169,6 +169,8 @@ def report(args) -> int:
         study = optuna.load_study(study_name=s.name, storage=s.storage)
     except KeyError:
         from tpu_convrnn.search.study import mask_url
+        if s.fresh:  # a report of a missing study leaves no empty folder behind
+            shutil.rmtree(args.study_dir, ignore_errors=True)
         where = mask_url(s.url) if args.storage else "the study folder"
         raise ValueError(f"no study {s.name!r} in {where}") from None
     out = args.output or os.path.join(args.study_dir, "report")
