@@ -223,6 +223,30 @@ def test_a_trial_failed_by_another_worker_meanwhile_is_dropped_not_fatal(tmp_pat
     assert study.end_reason(s.get_trials()[0]) == "stale"
 
 
+def test_exact_repeats_do_not_count_toward_n_trials(tmp_path):
+    """A repeat takes an earlier trial's result and trains nothing: the loop goes on until
+    n_trials trials were trained, and stops (saying why) once n_trials repeats came."""
+    space, cfg = _space(SMALL)
+    storage = study.open_storage(study.storage_url(None, str(tmp_path)), cfg)
+    s, _ = study.open_study(space, cfg, storage, "s")
+    lines = []
+
+    def attempt(trial):  # trial 1 repeats trial 0 (as Worker._copy records it)
+        if trial.number == 1:
+            trial.set_user_attr("repeat_of", 0)
+        return optuna.trial.TrialState.COMPLETE, 0.5
+    assert study.run_trials(s, attempt, 2, lines.append) == "done"
+    assert [study.end_reason(t) for t in s.get_trials()] == ["complete", "repeat", "complete"]
+    exhausted, _ = study.open_study(space, cfg, storage, "exhausted")
+
+    def always_a_repeat(trial):
+        trial.set_user_attr("repeat_of", 0)
+        return optuna.trial.TrialState.COMPLETE, 0.5
+    assert study.run_trials(exhausted, always_a_repeat, 2, lines.append) == "repeats"
+    assert len(exhausted.get_trials()) == 2 and lines == [
+        "2 trials were exact repeats of earlier ones: the space is nearly exhausted; stopping"]
+
+
 def test_end_reasons_are_told_apart():
     """Every way a trial ends has its own name (the worker's summary and trials.csv count
     them apart; an interrupted trial is not 'failed')."""

@@ -43,8 +43,9 @@ def _parser():
                         help="default: study.name, else the space file's name")
     run = sub.add_parser("run", parents=[common], help="be a worker (or start --workers "
                          "local workers) of the study until it has --n_trials finished trials")
-    run.add_argument("--n_trials", type=int, required=True, help="finished (complete or "
-                     "pruned) trials of the whole study at which workers stop")
+    run.add_argument("--n_trials", type=int, required=True, help="trained and finished "
+                     "(complete or pruned) trials of the whole study at which workers stop; "
+                     "exact repeats, which train nothing, do not count")
     run.add_argument("--workers", type=int, default=1, help="local worker processes to start")
     run.add_argument("--worker_index", type=int, default=0, help="this worker's index (seeds "
                      "its sampler with study.seed + index; give each host its own)")

@@ -335,8 +335,10 @@ def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: 
     storage's callback), ask, ``attempt(trial) -> (state, values)`` under this worker's own
     ``Heartbeat``, tell (``skip_if_finished``: a trial failed by another worker meanwhile is
     left as it is, and its result dropped with a line saying so), ``after(study, frozen)``.
-    Stops when ``n_trials`` trials are finished (complete or pruned), when as many have
-    crashed, or when ``stopping()``. Returns why it stopped: ``done``, ``crashes`` or
+    Stops when ``n_trials`` trials are finished (complete or pruned) by training (an exact
+    repeat, which takes an earlier trial's result and trains nothing, does not count), when as
+    many have crashed, when as many were repeats (the space is nearly exhausted), or when
+    ``stopping()``. Returns why it stopped: ``done``, ``crashes``, ``repeats`` or
     ``stopped``."""
     import warnings
 
@@ -351,12 +353,18 @@ def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: 
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
-        if sum(t.state.name in FINISHED_STATES for t in trials) >= n_trials:
+        finished = [t for t in trials if t.state.name in FINISHED_STATES]
+        repeats = sum("repeat_of" in t.user_attrs for t in finished)
+        if len(finished) - repeats >= n_trials:
             return "done"
         crashes = sum(end_reason(t) == "crashed" for t in trials)
         if crashes >= n_trials:
             log(f"{crashes} trials crashed: stopping (see the trial logs)")
             return "crashes"
+        if repeats >= n_trials:
+            log(f"{repeats} trials were exact repeats of earlier ones: the space is nearly "
+                "exhausted; stopping")
+            return "repeats"
         if stopping():
             return "stopped"
         with warnings.catch_warnings():  # ("supposed to be used with Study.optimize": the
