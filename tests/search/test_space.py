@@ -247,6 +247,18 @@ def test_exact_repeats_do_not_count_toward_n_trials(tmp_path):
         "2 trials were exact repeats of earlier ones: the space is nearly exhausted; stopping"]
 
 
+def test_an_attempt_that_raises_fails_its_trial_and_the_error_goes_on(tmp_path):
+    space, cfg = _space(SMALL)
+    storage = study.open_storage(study.storage_url(None, str(tmp_path)), cfg)
+    s, _ = study.open_study(space, cfg, storage, "s")
+
+    def attempt(trial):
+        raise KeyError("a bug of the worker")
+    with pytest.raises(KeyError, match="a bug of the worker"):
+        study.run_trials(s, attempt, 2, print)
+    assert [t.state for t in s.get_trials()] == [optuna.trial.TrialState.FAIL]
+
+
 def test_end_reasons_are_told_apart():
     """Every way a trial ends has its own name (the worker's summary and trials.csv count
     them apart; an interrupted trial is not 'failed')."""

@@ -334,7 +334,8 @@ def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: 
     """Optuna's ask-and-tell loop of a worker: fail stale trials (and re-queue them, by the
     storage's callback), ask, ``attempt(trial) -> (state, values)`` under this worker's own
     ``Heartbeat``, tell (``skip_if_finished``: a trial failed by another worker meanwhile is
-    left as it is, and its result dropped with a line saying so), ``after(study, frozen)``.
+    left as it is, and its result dropped with a line saying so), ``after(study, frozen)``; a
+    trial whose ``attempt`` raises is told FAIL and the exception goes on.
     Stops when ``n_trials`` trials are finished (complete or pruned) by training (an exact
     repeat, which takes an earlier trial's result and trains nothing, does not count), when as
     many have crashed, when as many were repeats (the space is nearly exhausted), or when
@@ -371,7 +372,11 @@ def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: 
             warnings.filterwarnings("ignore", "Heartbeat of storage")  # beat is ours, below)
             trial = study.ask()
         with Heartbeat(storage, trial._trial_id, interval or 0, log):
-            state, values = attempt(trial)
+            try:
+                state, values = attempt(trial)
+            except BaseException:  # (a bug, KeyboardInterrupt): the trial fails, then raise
+                study.tell(trial, None, optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                raise
         frozen = study.tell(trial, values, state, skip_if_finished=True)
         if frozen.state != state:
             log(f"trial {trial.number} was failed by another worker while it ran here (its "

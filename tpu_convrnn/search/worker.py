@@ -107,9 +107,8 @@ class Worker:
             return TrialState.PRUNED, None
         except (TrialFailed, Interrupted, TakenOver):
             return TrialState.FAIL, None
-        except BaseException as e:  # a bug of the worker: the trial fails, the worker stops
-            _try_set(trial, "error", f"worker error: {type(e).__name__}: {e}"[:500])
-            self.study.tell(trial, None, TrialState.FAIL, skip_if_finished=True)
+        except BaseException as e:  # a bug of the worker: the trial fails (run_trials tells
+            _try_set(trial, "error", f"worker error: {type(e).__name__}: {e}"[:500])  # FAIL)
             raise
 
     # ------------------------------------------------------------------ the objective
