@@ -29,7 +29,8 @@ from keras import ops
 from tpu_convrnn.model import execution
 
 from tpu_convrnn.model import unroll_plan
-from tpu_convrnn.model.graph_structure import edge_pairs, image_arrival, parse_graph
+from tpu_convrnn.model.graph_structure import (chain_shapes, edge_pairs, image_arrival,
+                                               parse_graph)
 from tpu_convrnn.model.node import Node
 from tpu_convrnn.model.readouts import Readout
 
@@ -123,10 +124,9 @@ class ConvRNN(keras.Model):
             return
         # Output shapes depend only on the feedforward chain (feedback never changes them), so
         # they are inferred first; then every node is built knowing its feedback shapes.
-        self.output_shapes = {}
-        for n in self.node_names:
-            ff = frame if self.ff_source[n] is None else self.output_shapes[self.ff_source[n]]
-            self.output_shapes[n] = self.graph_nodes[n].compute_output_shape(ff)
+        self.output_shapes = chain_shapes(
+            self.node_names, self.ff_source, frame,
+            lambda n, x: self.graph_nodes[n].compute_output_shape(x))
         for n in self.node_names:
             node = self.graph_nodes[n]
             ff = frame if self.ff_source[n] is None else self.output_shapes[self.ff_source[n]]

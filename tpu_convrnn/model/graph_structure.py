@@ -6,6 +6,7 @@
   in lexicographic order as in the original);
 * ``image_arrival(names, pairs)``: the first step at which each node's output depends on the
   image (one step per edge);
+* ``chain_shapes``: every node's output shape along the feedforward chain;
 * ``feedforward_shapes(nodes, edges, image_size)``: every node's output shape at a size.
 """
 from __future__ import annotations
@@ -80,21 +81,26 @@ def parse_graph(nodes, pairs):
     return names, ff_source, other_sources
 
 
+def chain_shapes(names, ff_source, frame, output_shape) -> dict:
+    """Output shape of every node, walking the feedforward chain from ``frame`` (the image
+    batch's shape): ``output_shape(name, input_shape)`` per node. Feedback never changes a
+    shape, so this is all a node's shape depends on."""
+    shapes = {}
+    for n in names:
+        shapes[n] = output_shape(n, frame if ff_source[n] is None else shapes[ff_source[n]])
+    return shapes
+
+
 def feedforward_shapes(nodes, edges, image_size):
     """Output shape of every node for ``image_size`` images, without building any weights
     (ValueError, naming the node and op, if the graph cannot take that size). The nodes made
     to answer draw no seeds: a model built afterwards gets the initial weights it would get
     without this call."""
     names, ff_source, _ = parse_graph(nodes, edge_pairs(edges))
-    shapes = {}
+    specs = {spec["name"]: {k: v for k, v in spec.items() if k != "name"} for spec in nodes}
     with _seeds_untouched():
-        for spec in nodes:
-            kw = {k: v for k, v in spec.items() if k != "name"}
-            node = Node(name=spec["name"], **kw)
-            ff = ff_source[spec["name"]]
-            x = (None, image_size, image_size, 3) if ff is None else shapes[ff]
-            shapes[spec["name"]] = node.compute_output_shape(x)
-    return shapes
+        return chain_shapes(names, ff_source, (None, image_size, image_size, 3),
+                            lambda n, x: Node(name=n, **specs[n]).compute_output_shape(x))
 
 
 @contextlib.contextmanager
