@@ -25,6 +25,8 @@ from __future__ import annotations
 import os
 import re
 
+from tpu_convrnn.model import execution as execution_lib  # (plain data: no Keras import)
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CONFIGURABLES = {}
 
@@ -59,10 +61,12 @@ def register(name: str, fn):
     return _CONFIGURABLES[name]
 
 
-def execution(eliminate: bool = True, remat: bool = False, depthwise: str = "auto",
-              fuse_convs: bool = False):
+_EXECUTION = execution_lib.Settings()  # (the defaults, written once: execution.Settings)
+
+
+def execution(eliminate: bool = _EXECUTION.eliminate, remat: bool = _EXECUTION.remat,
+              depthwise: str = _EXECUTION.depthwise, fuse_convs: bool = _EXECUTION.fuse_convs):
     """Makes the gin execution settings the process default (returns them)."""
-    from tpu_convrnn.model import execution as execution_lib
     return execution_lib.set_default(eliminate=eliminate, remat=remat, depthwise=depthwise,
                                      fuse_convs=fuse_convs)
 
