@@ -37,7 +37,7 @@ class TrialFailed(Exception):
     """The trial's rung crashed, was killed, or its point was rejected (reason in the text)."""
 
 
-class Interrupted(Exception):
+class TrialRequeued(Exception):
     """SIGTERM / Ctrl-C: the trial was re-queued and the worker should stop."""
 
 
@@ -105,7 +105,7 @@ class Worker:
             return TrialState.COMPLETE, self.objective(trial)
         except optuna.TrialPruned:
             return TrialState.PRUNED, None
-        except (TrialFailed, Interrupted, TakenOver):
+        except (TrialFailed, TrialRequeued, TakenOver):
             return TrialState.FAIL, None
         except BaseException as e:  # a bug of the worker: the trial fails (run_trials tells
             _try_set(trial, "error", f"worker error: {type(e).__name__}: {e}"[:500])  # FAIL)
@@ -246,7 +246,7 @@ class Worker:
             "resume_of": origin, "rungs_passed": int(trial.user_attrs.get("rungs_passed", 0))})
         self.log(f"trial {trial.number}: stopped; re-queued to resume from its checkpoints "
                  f"({self.trials_dir}/{origin:05d})")
-        raise Interrupted(f"trial {trial.number} re-queued")
+        raise TrialRequeued(f"trial {trial.number} re-queued")
 
     # ------------------------------------------------------------------ repeats
     def _repeat_of(self, trial, config_hash, poll=5.0):

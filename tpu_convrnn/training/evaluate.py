@@ -49,7 +49,7 @@ def make_eval_step(model, strategy):
     return step
 
 
-class Interrupted(Exception):
+class EvaluationStopped(Exception):
     """``stop()`` became true during an evaluation (e.g. SIGTERM): nothing was recorded."""
 
 
@@ -57,12 +57,12 @@ def evaluate(model, strategy, eval_fn, step: int = 0, progress=None, eval_step=N
              stop=None) -> dict:
     """Accuracy over the whole evaluation set. ``eval_fn``: ``input_context -> dataset`` of
     masked batches (``DataConfig.eval_fn``). ``progress``: optional ``update(n)`` per batch.
-    ``stop``: checked before every batch; when it returns True, raises ``Interrupted``."""
+    ``stop``: checked before every batch; when it returns True, raises ``EvaluationStopped``."""
     eval_step = eval_step or make_eval_step(model, strategy)
     totals = None
     for batch in strategy.distribute_datasets_from_function(eval_fn):
         if stop is not None and stop():
-            raise Interrupted(f"evaluation at step {step} stopped")
+            raise EvaluationStopped(f"evaluation at step {step} stopped")
         counts = {k: v.numpy() for k, v in eval_step(batch).items()}
         totals = counts if totals is None else {k: totals[k] + counts[k] for k in totals}
         if progress is not None:

@@ -26,8 +26,8 @@ from tpu_convrnn.training import distribute
 from tpu_convrnn.training import model_dir as model_dir_lib
 from tpu_convrnn.data import pipeline
 from tpu_convrnn.data.sources import DataConfig
-from tpu_convrnn.training.evaluate import (Interrupted, evaluate, make_eval_step, read_metrics,
-                                  record_metrics)
+from tpu_convrnn.training.evaluate import (EvaluationStopped, evaluate, make_eval_step,
+                                          read_metrics, record_metrics)
 from tpu_convrnn.progress import Progress
 from tpu_convrnn.training.train import TrainConfig, Trainer, compile_seconds
 
@@ -92,7 +92,7 @@ def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cf
                 else:
                     t_training = _train(trainer, data, cfg, evaluation, eval_every_save,
                                         result, log)
-            except Interrupted:  # SIGTERM during an evaluation: its checkpoint is saved
+            except EvaluationStopped:  # SIGTERM during an evaluation: its checkpoint is saved
                 log(f"SIGTERM: evaluation dropped {trainer.sigterm_delay()} after the signal "
                     "(it is redone when the run restarts); exit 0")
                 result["status"] = "preempted"
