@@ -12,8 +12,8 @@ fails that rung with the reason (``killed by signal 9 (out of memory?)``) and is
 for the next one, at most ``max_restarts`` times in a row without a rung that ended normally
 (then ``RunnerBroken``). A runner that writes nothing for ``hang_timeout`` seconds while it
 runs a rung (the clock starts when it takes the request, after its imports) is taken as hung:
-it is killed and the rung failed with that reason, as for a death. It is recycled (a fresh process) after ``recycle_rungs`` rungs or
-when its resident memory passed ``recycle_rss_mb``.
+it is killed and the rung failed with that reason, as for a death. It is recycled (a fresh
+process) after ``recycle_rungs`` rungs or when its resident memory passed ``recycle_rss_mb``.
 """
 from __future__ import annotations
 
