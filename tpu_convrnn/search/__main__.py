@@ -77,7 +77,7 @@ class Setup:
             os.path.splitext(os.path.basename(args.space))[0]
         from tpu_convrnn.files import writable_folder
         self.url = storage_url(args.storage, args.study_dir, args.storage_password_file)
-        self.fresh = fresh = not os.path.exists(args.study_dir)  # (made here: removed on errors)
+        self.fresh = not os.path.exists(args.study_dir)  # (made here: removed on errors)
         writable_folder(args.study_dir, "--study_dir")
         try:
             index = getattr(args, "worker_index", None)
@@ -86,7 +86,7 @@ class Setup:
                 log=lambda msg: print(f"[w{index}] {msg}" if index is not None else msg,
                                       flush=True))
         except ValueError:
-            if fresh:  # an unreachable storage leaves no empty study folder behind
+            if self.fresh:  # an unreachable storage leaves no empty study folder behind
                 shutil.rmtree(args.study_dir, ignore_errors=True)
             raise
 
@@ -121,7 +121,7 @@ def run(args) -> int:
 
 
 def _work(args, s, study, split, warmup_fraction) -> int:
-    from tpu_convrnn.search.study import end_reason_counts
+    from tpu_convrnn.search.study import end_reason, end_reason_counts
     from tpu_convrnn.search.worker import Worker
     trials_dir = args.trials_dir or os.path.join(os.path.abspath(args.study_dir), "trials")
     worker = Worker(study, s.space, s.cfg, os.path.abspath(args.study_dir), trials_dir, split,
@@ -130,7 +130,8 @@ def _work(args, s, study, split, warmup_fraction) -> int:
     if worker.run(args.n_trials) == "stopped":
         worker.log("stopped: the running trial was re-queued")
         return 0
-    worker.log(f"study {s.name!r}: {end_reason_counts(study.get_trials(deepcopy=False))}; "
+    reasons = map(end_reason, study.get_trials(deepcopy=False))
+    worker.log(f"study {s.name!r}: {end_reason_counts(reasons)}; "
                f"report: python -m tpu_convrnn.search report --space={args.space} "
                f"--study_dir={args.study_dir}")
     return 0

@@ -118,7 +118,7 @@ def write_report(study, space, cfg, out: str, top: int = 5, space_file: str = ""
         w.writerows(rows)
     best = top_trials(study, cfg, top)
     print(f"study {study.study_name!r}: {len(rows)} trials "
-          f"({end_reason_counts(study.get_trials(deepcopy=False))})")
+          f"({end_reason_counts(r['end_reason'] for r in rows)})")
     print(f"top {len(best)} at the full budget ({cfg.max_steps} steps):")
     print(f"{'rank':>4} {'trial':>5} {'top1':>7} {'params':>11} {'GFLOP/img':>10}  reference")
     by_number = {r["trial"]: r for r in rows}

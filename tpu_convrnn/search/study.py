@@ -323,9 +323,9 @@ def end_reason(trial) -> str:
     return state.lower()
 
 
-def end_reason_counts(trials) -> str:
-    """``'5 pruned, 4 complete'``: the trials counted by ``end_reason``, most first."""
-    counts = collections.Counter(end_reason(t) for t in trials)
+def end_reason_counts(reasons) -> str:
+    """``'5 pruned, 4 complete'``: ``end_reason``s counted, most first."""
+    counts = collections.Counter(reasons)
     return ", ".join(f"{n} {why}" for why, n in sorted(counts.items(),
                                                        key=lambda kv: (-kv[1], kv[0])))
 
