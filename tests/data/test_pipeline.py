@@ -39,6 +39,19 @@ def test_same_seed_same_order_other_seed_differs(tmp_path):
     assert any(not np.array_equal(x, y) for x, y in zip(a, c))
 
 
+def test_autotune_off_gives_the_same_batches_without_tuning(tmp_path):
+    pattern, _ = write_records(tmp_path, "train", num_files=3, per_file=6)
+    on, off = _cfg(pattern, seed=3), _cfg(pattern, seed=3, autotune=False)
+    assert pipeline.train_dataset(on, 3).options().autotune.enabled is not False
+    for make in (lambda c: pipeline.train_dataset(c, global_batch=3).take(5),
+                 lambda c: pipeline.eval_dataset(c, global_batch=4)):
+        tuned, fixed = make(on), make(off)
+        assert fixed.options().autotune.enabled is False
+        for a, b in zip(tuned, fixed, strict=True):
+            for x, y in zip(tf.nest.flatten(a), tf.nest.flatten(b)):
+                np.testing.assert_array_equal(x.numpy(), y.numpy())
+
+
 @pytest.mark.parametrize("num_files", [3, 6])
 @pytest.mark.parametrize("hosts", [1, 2, 4])
 def test_eval_covers_every_example_exactly_once(tmp_path, hosts, num_files):

@@ -5,7 +5,8 @@ file list -> shard by ``input_pipeline_id`` (records are sharded instead when th
 files than hosts) -> seeded file shuffle -> repeat -> interleave -> seeded record shuffle ->
 parse -> **crop before decode** (inception crop: area 0.08-1, aspect 3/4-4/3, via
 ``decode_and_crop_jpeg``) -> flip -> resize -> uint8 -> per-replica batches with
-``drop_remainder`` -> a fixed prefetch of 2 batches. Augmentation is stateless, seeded per
+``drop_remainder`` -> a fixed prefetch of 2 batches (``autotune``: tf.data tunes the maps'
+parallelism; False: one call per core and no tuning thread, see ``InputConfig``). Augmentation is stateless, seeded per
 element, so the same seed gives the same images in the same order. Normalisation happens on the
 accelerator, as the model's first step.
 
@@ -46,6 +47,12 @@ class InputConfig:
     cycle_length: int = 16
     skip_bad: bool = False
     augment: str = "inception"   # or "none": the whole image, resized (train and eval)
+    # tf.data autotuning (its tuning thread sets the maps' parallelism). False: the maps run
+    # one call per core, with no tuning thread. Deleting an autotuned iterator waits for that
+    # thread's current sleep (up to seconds): nothing for a long run, much for short ones
+    # that build pipelines again and again (search rungs: bench/RESULTS.md). Same data either
+    # way (the maps are deterministic).
+    autotune: bool = True
 
 
 class InputStats:
@@ -196,7 +203,16 @@ def train_dataset(cfg: InputConfig, global_batch: int, input_context=None,
         ds = ds.ignore_errors(log_warning=True)
     ds = ds.map(lambda image, label, index: _count(stats, image, label, index))
     ds = ds.batch(_per_replica_batch(global_batch, input_context), drop_remainder=True)
-    return ds.prefetch(PREFETCH_BATCHES)
+    return _tuned(ds.prefetch(PREFETCH_BATCHES), cfg)
+
+
+def _tuned(ds, cfg: InputConfig):
+    """``ds`` with ``cfg.autotune`` applied (TF's default: on)."""
+    if cfg.autotune:
+        return ds
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def _count(stats, image, label, index):
@@ -266,8 +282,8 @@ def eval_dataset(cfg: InputConfig, global_batch: int, input_context=None,
         "mask": tf.constant(0, tf.int32), "key": tf.constant("")}).repeat()
     host_examples = steps * (global_batch // n_hosts)
     ds = ds.concatenate(pad).take(host_examples)
-    return ds.batch(_per_replica_batch(global_batch, input_context),
-                    drop_remainder=True).prefetch(PREFETCH_BATCHES)
+    return _tuned(ds.batch(_per_replica_batch(global_batch, input_context),
+                           drop_remainder=True).prefetch(PREFETCH_BATCHES), cfg)
 
 
 def fake_dataset(image_size: int, num_classes: int, global_batch: int, input_context=None,

@@ -19,6 +19,9 @@ per-host dataset functions that ``strategy.distribute_datasets_from_function`` c
   ``augment="none"`` (crops would cut the target);
 * ``source="fake"``: identical random batches, no I/O (compute-only runs; no evaluation set).
 
+``autotune``: tf.data's autotuning of the input pipeline (default on; the search's rungs turn it
+off, see ``pipeline.InputConfig``).
+
 ``augment``: ``"inception"`` (random crop + flip for training, central crop for evaluation, as
 for ImageNet) or ``"none"`` (the whole image, resized).
 """
@@ -43,6 +46,7 @@ class DataConfig:
     shuffle_buffer: int = 10_000
     cycle_length: int = 16
     skip_bad: bool = False
+    autotune: bool = True  # tf.data autotuning (pipeline.InputConfig.autotune)
     tfds_name: str | None = None
     tfds_train_split: str = "train"
     tfds_eval_split: str = "validation"
@@ -152,7 +156,8 @@ class DataConfig:
         return pipeline.InputConfig(
             file_pattern=pattern or "", num_classes=self.num_classes, image_size=image_size,
             label_offset=self.label_offset, shuffle_buffer=self.shuffle_buffer, seed=seed,
-            cycle_length=self.cycle_length, skip_bad=self.skip_bad, augment=self.augment)
+            cycle_length=self.cycle_length, skip_bad=self.skip_bad, augment=self.augment,
+            autotune=self.autotune)
 
     def train_fn(self, image_size: int, global_batch: int, seed: int, stats=None):
         """``input_context -> dataset`` of endless (uint8 images, int32 labels) batches."""

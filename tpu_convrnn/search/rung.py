@@ -123,6 +123,9 @@ def run_rung(gin_file: str, model_dir: str, steps: int, checkpoint_every: int,
     gin.clear_config()
     try:
         settings = budget_settings(steps, warmup_fraction, checkpoint_every)
+        # a rung builds its input pipelines afresh: without autotuning, their deletion waits
+        # for no tuning thread (pipeline.InputConfig.autotune; the same data)
+        settings["data.autotune"] = False
         gin_bindings.parse_gin([gin_file], [f"{k} = {v}" for k, v in settings.items()])
         data, cfg = gin_bindings.configured_data(), gin_bindings.configured_train()
         # the rung's last step only: no evaluation at the checkpoints on the way
