@@ -47,55 +47,40 @@ def reference_params(space: SearchSpace, recipe=None) -> dict:
     reference and parameter when a value lies outside the space."""
     refs = space.references
     items = refs.items() if isinstance(refs, dict) else [(r, r) for r in refs]
-    knobs = space.knobs()
     out = {}
     for name, ref in items:
         if isinstance(ref, str):
             if ref not in BUILT_IN:
                 raise ValueError(f"space.references: unknown reference {ref!r} (built in: "
                                  f"{', '.join(BUILT_IN)}; or give {{name: {{param: value}}}})")
-            params = _built_in_params(space, knobs, *BUILT_IN[ref]())
+            params = _built_in_params(space, *BUILT_IN[ref]())
         elif isinstance(ref, dict):
             params = dict(ref)
         else:
             raise ValueError(f"space.references[{name!r}]: expected a built-in name or a "
                              f"{{param: value}} dict, got {ref!r}")
-        for field, knob in knobs["train"].items():
+        for p, field, knob in sample.parameters(space, "train"):
             value = getattr(recipe, field, None) if recipe is not None else None
-            if f"train.{field}" not in params and value is not None and knob.contains(value):
-                params[f"train.{field}"] = value
-        _check_in_space(space, knobs, name, params)
+            if p not in params and value is not None and knob.contains(value):
+                params[p] = value
+        _check_in_space(space, name, params)
         out[name] = params
     return out
 
 
-def _built_in_params(space, knobs, cell, edges) -> dict:
-    params = {}
-    for layer in ([None] if space.tied else space.cell_layers):
-        for knob in knobs["cell"]:
-            if knob in cell:
-                params[sample.cell_param(space, layer, knob)] = cell[knob]
-    for src, dst in space.candidate_edges():
-        params[sample.edge_param(src, dst)] = [src, dst] in edges
-    for layer in sample.feedback_receivers(space, params):
-        for knob in knobs["feedback"]:
-            if knob in cell:
-                params[f"fb.{layer}.{knob}"] = cell[knob]
+def _built_in_params(space, cell, edges) -> dict:
+    params = {p: cell[field] for p, field, _ in sample.parameters(space, "cell") if field in cell}
+    params.update({p: [src, dst] in edges for (p, _, _), (src, dst)
+                   in zip(sample.parameters(space, "edge"), space.candidate_edges())})
+    receivers = sample.feedback_receivers(space, params)
+    params.update({p: cell[field] for p, field, _ in sample.parameters(space, "feedback",
+                                                                         receivers)
+                   if field in cell})
     return params
 
 
-def _check_in_space(space, knobs, name, params):
-    names = {}
-    for layer in ([None] if space.tied else space.cell_layers):
-        for knob, k in knobs["cell"].items():
-            names[sample.cell_param(space, layer, knob)] = k
-    for src, dst in space.candidate_edges():
-        names[sample.edge_param(src, dst)] = sample.ON_OFF
-    for layer in space.cell_layers:
-        for knob, k in knobs["feedback"].items():
-            names[f"fb.{layer}.{knob}"] = k
-    for knob, k in knobs["train"].items():
-        names[f"train.{knob}"] = k
+def _check_in_space(space, name, params):
+    names = {p: knob for group in sample.GROUPS for p, _, knob in sample.parameters(space, group)}
     for p, value in params.items():
         if p not in names:
             raise ValueError(f"space.references: reference {name!r}: {p!r} is not a parameter "

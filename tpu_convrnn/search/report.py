@@ -70,7 +70,6 @@ def median_params(space, trials) -> dict:
     """Per-parameter median (numbers; ints rounded) or mode (categories) over ``trials``;
     edges kept if present in more than half; feedback settings over the trials that had them."""
     from tpu_convrnn.search.knobs import parse_knob
-    knobs = space.knobs()
     out = {}
 
     def combine(values, knob):
@@ -86,20 +85,17 @@ def median_params(space, trials) -> dict:
         if values:
             out[p] = combine(values, knob)
 
-    for layer in ([None] if space.tied else space.cell_layers):
-        for name, knob in knobs["cell"].items():
-            put(sample.cell_param(space, layer, name), knob)
-    for src, dst in space.candidate_edges():
-        p = sample.edge_param(src, dst)
+    for p, _, knob in sample.parameters(space, "cell"):
+        put(p, knob)
+    for p, _, _ in sample.parameters(space, "edge"):
         out[p] = sum(bool(t.params.get(p)) for t in trials) * 2 > len(trials)
-    for layer in sample.feedback_receivers(space, out):
-        for name, knob in knobs["feedback"].items():
-            p = f"fb.{layer}.{name}"
-            put(p, knob)
-            if p not in out:  # no top trial had feedback there (a fixed base edge)
-                out[p] = _first_choice(parse_knob(space.feedback[name], p))
-    for name, knob in knobs["train"].items():
-        put(f"train.{name}", knob)
+    for p, field, knob in sample.parameters(space, "feedback",
+                                            sample.feedback_receivers(space, out)):
+        put(p, knob)
+        if p not in out:  # no top trial had feedback there (a fixed base edge)
+            out[p] = _first_choice(parse_knob(space.feedback[field], p))
+    for p, _, knob in sample.parameters(space, "train"):
+        put(p, knob)
     return out
 
 

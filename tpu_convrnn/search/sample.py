@@ -31,30 +31,49 @@ def _suggest(trial, name, knob):
     return trial.suggest_categorical(name, list(knob.choices))
 
 
-def cell_param(space: SearchSpace, layer: str, knob: str) -> str:
+def cell_param(space: SearchSpace, layer: str | None, knob: str) -> str:
     return f"cell.{knob}" if space.tied else f"{layer}.{knob}"
+
+
+def feedback_param(layer: str, knob: str) -> str:
+    return f"fb.{layer}.{knob}"
+
+
+def train_param(field: str) -> str:
+    return f"train.{field}"
+
+
+def parameters(space: SearchSpace, group: str, receivers=None) -> list:
+    """The parameters of one ``group`` of ``space``, in sampling order, as ``(name, field,
+    knob)``: ``field`` is the cell argument, the feedback argument or the ``TrainConfig`` field
+    it sets (None for edges). Groups: ``cell``, ``edge``, ``feedback`` (of ``receivers``:
+    default every cell layer) and ``train``. The one table of the module docstring's names."""
+    knobs = space.knobs()
+    if group == "cell":
+        return [(cell_param(space, layer, name), name, knob)
+                for layer in ([None] if space.tied else space.cell_layers)
+                for name, knob in knobs["cell"].items()]
+    if group == "edge":
+        return [(edge_param(src, dst), None, ON_OFF) for src, dst in space.candidate_edges()]
+    if group == "feedback":
+        layers = space.cell_layers if receivers is None else receivers
+        return [(feedback_param(layer, name), name, knob) for layer in space.cell_layers
+                if layer in layers for name, knob in knobs["feedback"].items()]
+    if group == "train":
+        return [(train_param(name), name, knob) for name, knob in knobs["train"].items()]
+    raise ValueError(f"parameter group {group!r}: expected one of {', '.join(GROUPS)}")
+
+
+GROUPS = ("cell", "edge", "feedback", "train")
 
 
 def suggest(trial, space: SearchSpace) -> dict:
     """Suggests every parameter of ``space`` on ``trial``; returns ``{name: value}``."""
-    knobs = space.knobs()
     params = {}
-    for layer in ([None] if space.tied else space.cell_layers):
-        for name, knob in knobs["cell"].items():
-            p = cell_param(space, layer, name)
+    for group in GROUPS:
+        receivers = feedback_receivers(space, params) if group == "feedback" else None
+        for p, _, knob in parameters(space, group, receivers):
             params[p] = _suggest(trial, p, knob)
-    for src, dst in space.candidate_edges():
-        p = edge_param(src, dst)
-        params[p] = _suggest(trial, p, ON_OFF)
-    receivers = feedback_receivers(space, params)
-    for layer in space.cell_layers:
-        if layer in receivers:
-            for name, knob in knobs["feedback"].items():
-                p = f"fb.{layer}.{name}"
-                params[p] = _suggest(trial, p, knob)
-    for name, knob in knobs["train"].items():
-        p = f"train.{name}"
-        params[p] = _suggest(trial, p, knob)
     return params
 
 
@@ -81,7 +100,7 @@ def bindings(space: SearchSpace, params: dict) -> dict:
         if layer in receivers:
             cfg.update(fixed_fb)
             for name in knobs["feedback"]:
-                cfg[name] = params[f"fb.{layer}.{name}"]
+                cfg[name] = params[feedback_param(layer, name)]
         cells[layer] = _cell_arguments(space, cfg)
     add = [[s, d] for s, d in space.candidate_edges() if (s, d) in on and [s, d] not in base_edges]
     remove = [[s, d] for s, d in space.candidate_edges()
@@ -89,11 +108,11 @@ def bindings(space: SearchSpace, params: dict) -> dict:
     out = {"model.base": space.base, "model.cells": cells, "model.add_edges": add,
            "model.remove_edges": remove}
     train = dict(fixed_train)
-    train.update({name: params[f"train.{name}"] for name in knobs["train"]})
+    train.update({name: params[train_param(name)] for name in knobs["train"]})
     for mode, other in CLIPPING:  # one clipping mode: an included gin's other one yields
         if train.get(mode) is not None and other not in train:
             train[other] = None
-    out.update({f"train.{k}": v for k, v in train.items()})
+    out.update({train_param(k): v for k, v in train.items()})
     return out
 
 
