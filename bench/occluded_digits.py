@@ -61,7 +61,7 @@ CONTRASTS = [("bl", "b_k"), ("bl", "b_f"), ("bt", "b_k"), ("bt", "b_f"), ("blt",
              ("blt", "b_f"), ("bl", "b"), ("bl_rgc", "bl_simplernn"), ("bl_rgc", "b_f"),
              ("bl_simplernn", "b_f")]
 CHANCE = 0.1  # ten digits
-ARRIVAL = 2  # the step at which the image reaches the readout (tests/test_digit_models.py)
+ARRIVAL = 2  # the step at which the image reaches the readout (tests/model/test_digit_models.py)
 FIELDS = ["level", "model", "width", "phase", "seed", "lr", "steps", "params", "mflop",
           "val_top1", "rise_last20", "converged", "test_top1", "test_top1_per_step", "wall_s"]
 

@@ -41,7 +41,7 @@ def test_gin_file_builds_the_model_with_its_param_count(path):
     main.parse_gin([path], [])
     model = configured_model()
     name = os.path.basename(path)[:-4]
-    if name in zoo.PARAM_COUNTS:  # the spec's; the digit models' are in tests/test_digit_models.py
+    if name in zoo.PARAM_COUNTS:  # the spec's; the digit models' are in tests/model/test_digit_models.py
         assert model.count_params() == zoo.PARAM_COUNTS[name]
     said = re.search(r"Total params: ([\d,]+)", open(path).read())
     if said:  # the header's example output is the model's

@@ -1,4 +1,4 @@
-"""Training runs that tests/test_train.py starts in subprocesses (logical devices, several
+"""Training runs that tests/training/test_train.py starts in subprocesses (logical devices, several
 workers, kills). Prints one JSON line with the results; writes weights to an .npz when asked.
 
     python tests/train_runs.py replicas OUT.npz

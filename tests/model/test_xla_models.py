@@ -4,7 +4,7 @@ Models that differ from another released model only in their readout (the _tmaxc
 and t22 variants) are covered by that model plus the readout test below, which compiles every
 readout kind.
 
-Agreement of XLA with the eager result is checked per cell (tests/cells/test_contract.py) and
+Agreement of XLA with the eager result is checked per cell (tests/model/cells/test_contract.py) and
 on a small feedback graph below; at the released models' initial weights such a comparison
 would be ill-conditioned (e.g. lstm_shallow's constant gate biases make its H,W,C layer norms
 divide round-off by sqrt(1e-12) at t=0, in the original as here).

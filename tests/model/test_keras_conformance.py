@@ -1,6 +1,6 @@
 """Keras' own layer-test harness (``keras.src.testing.TestCase.run_layer_test``: config round
 trip, build, symbolic and eager calls with their output specs, mixed_float16 output dtypes and
-float32 weights) on Node (the cells: tests/cells/test_contract.py), and the model-level
+float32 weights) on Node (the cells: tests/model/cells/test_contract.py), and the model-level
 conventions of ConvRNN."""
 import keras
 import numpy as np

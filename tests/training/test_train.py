@@ -16,7 +16,7 @@ from small_graphs import S, small_graph
 from tpu_convrnn.training.objective import cross_entropy
 from tpu_convrnn.training.train import TrainConfig, Trainer, TrainingDiverged
 
-RUNS = os.path.join(os.path.dirname(__file__), "train_runs.py")
+RUNS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "train_runs.py")
 
 
 def _script(*args, env=None, **kw):

@@ -11,7 +11,7 @@ import pytest
 
 from tpu_convrnn.training import model_dir as model_dir_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = ["--gin_file=gin/models/rgc_shallow.gin", "--gin_file=gin/local.gin",
         "--gin_param=model.width = 0.0625", "--gin_param=model.times = 6",
         "--gin_param=train.train_steps = 4", "--gin_param=train.steps_per_loop = 2",
