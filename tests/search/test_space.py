@@ -330,3 +330,27 @@ def test_every_shipped_space_parses_and_its_references_lie_in_it(path):
     recipe = TrainConfig(base_lr=0.03 if "median" in path else 0.4, clip_value=0.32)
     # each reference's values are checked against the space (an error names the one outside)
     assert set(references.reference_params(space, recipe)) == set(space.references)
+
+
+def test_trial_record_reads_what_optuna_stores_and_refuses_unknown_names():
+    from tpu_convrnn.search import record
+    from tpu_convrnn.search.record import TrialRecord
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 0.5}, user_attrs=record.attrs(resume_of=3, rungs_passed=1))
+    trial = study.ask()
+    record.put(trial, budget=120, error="ValueError: bad", top1_per_step=[0.1, 0.2])
+    trial.set_user_attr("not_a_field", 1)  # (another tool's attribute: ignored when read)
+    with pytest.raises(KeyError, match="budgte"):
+        record.put(trial, budgte=120)
+    with pytest.raises(KeyError, match="resumed_of"):
+        record.attrs(resumed_of=3)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    rec = TrialRecord.of(study.trials[0])
+    assert (rec.resume_of, rec.rungs_passed, rec.budget, rec.error, rec.top1_per_step) == \
+        (3, 1, 120, "ValueError: bad", [0.1, 0.2])
+    assert rec.diverged is None and rec.repeat_of is None  # not stored: None
+    assert study.trials[0].state.name == "FAIL"
+    from tpu_convrnn.search import study as study_lib
+    assert study_lib.end_reason(study.trials[0]) == "crashed"
+    assert study_lib.origin_number(study.trials[0]) == 3

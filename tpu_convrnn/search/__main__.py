@@ -93,6 +93,7 @@ class Setup:
 
 def run(args) -> int:
     from tpu_convrnn.search import candidate, references, study as study_lib
+    from tpu_convrnn.search.record import TrialRecord
     from tpu_convrnn.search.study import mask_url
     if args.workers < 1 or args.n_trials < 1:
         raise ValueError("--workers and --n_trials must be positive")
@@ -110,7 +111,7 @@ def run(args) -> int:
     if created:
         study.set_user_attr("global_batch", recipe.global_batch)
     # Worker 0 alone enqueues the references (workers starting together would each do it).
-    if args.worker_index == 0 and not any("reference" in t.user_attrs
+    if args.worker_index == 0 and not any(TrialRecord.of(t).reference is not None
                                           for t in study.get_trials(deepcopy=False)):
         study_lib.enqueue_references(study, refs)
         print(f"enqueued {len(refs)} reference trial(s): {', '.join(refs) or 'none'}",

@@ -20,6 +20,7 @@ import os
 import statistics
 
 from tpu_convrnn.search import candidate, sample
+from tpu_convrnn.search.record import TrialRecord
 from tpu_convrnn.search.study import end_reason, end_reason_counts, origin_number
 
 
@@ -36,23 +37,20 @@ def trial_rows(study, cfg) -> list:
     batch = study.user_attrs.get("global_batch", 0)
     rows = []
     for t in study.get_trials(deepcopy=False):
-        budget = t.user_attrs.get("budget")
-        trained = 0 if "repeat_of" in t.user_attrs or budget is None else \
+        rec = TrialRecord.of(t)
+        budget, flops = rec.budget, rec.flops_train_step
+        trained = 0 if rec.repeat_of is not None or budget is None else \
             sum(b for b in cfg.budgets() if b <= budget)
-        flops = t.user_attrs.get("flops_train_step")
         rows.append({
             "trial": t.number, "state": t.state.name, "end_reason": end_reason(t),
             "origin": origin_number(t),
             "top1": _value(t) if t.state in (TrialState.COMPLETE, TrialState.PRUNED) else None,
-            "budget": budget, "params": t.user_attrs.get("params"),
+            "budget": budget, "params": rec.params,
             "gflop_per_image": None if flops is None else round(flops / 1e9, 4),
             "train_pflop": None if flops is None else round(flops * trained * batch / 1e15, 6),
-            "reference": t.user_attrs.get("reference", ""),
-            "repeat_of": t.user_attrs.get("repeat_of", ""),
-            "rejected": t.user_attrs.get("rejected", ""), "error": t.user_attrs.get("error", ""),
-            "diverged": t.user_attrs.get("diverged", ""),
-            "arch_hash": t.user_attrs.get("arch_hash", ""),
-            "gin": t.user_attrs.get("gin", ""), "trial_dir": t.user_attrs.get("trial_dir", ""),
+            **{k: "" if getattr(rec, k) is None else getattr(rec, k) for k in (
+                "reference", "repeat_of", "rejected", "error", "diverged", "arch_hash", "gin",
+                "trial_dir")},
             **{f"param:{k}": v for k, v in t.params.items()}})
     return rows
 
@@ -62,7 +60,7 @@ def top_trials(study, cfg, n):
     diverged trials (scored 0 for the sampler) are never among them."""
     from optuna.trial import TrialState
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("budget") == cfg.max_steps and "diverged" not in t.user_attrs]
+            if TrialRecord.of(t).budget == cfg.max_steps and TrialRecord.of(t).diverged is None]
     return sorted(done, key=lambda t: -t.values[0])[:n]
 
 

@@ -27,7 +27,9 @@ import random
 import time
 
 from tpu_convrnn.files import error_reason
+from tpu_convrnn.search import record
 from tpu_convrnn.search.config import SearchSpace, StudyConfig
+from tpu_convrnn.search.record import TrialRecord
 
 PASSWORD_ENV = "TPU_CONVRNN_STORAGE_PASSWORD"
 SPLIT_GIN = "data_split.gin"
@@ -193,9 +195,10 @@ def origin_number(trial) -> int:
     (set before any training), and its stored record names the failed trial."""
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
-    for key in ("resume_of", "origin"):
-        if key in trial.user_attrs:
-            return int(trial.user_attrs[key])
+    rec = TrialRecord.of(trial)
+    for number in (rec.resume_of, rec.origin):
+        if number is not None:
+            return int(number)
     if isinstance(trial, optuna.trial.FrozenTrial):
         number = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
         if number is not None:
@@ -261,7 +264,7 @@ def open_study(space: SearchSpace, cfg: StudyConfig, storage, name: str,
 
 def enqueue_references(study, params_by_name: dict):
     for name, params in params_by_name.items():
-        study.enqueue_trial(params, user_attrs={"reference": name}, skip_if_exists=True)
+        study.enqueue_trial(params, user_attrs=record.attrs(reference=name), skip_if_exists=True)
 
 
 # ---------------------------------------------------------------------------------- data
@@ -310,14 +313,14 @@ def end_reason(trial) -> str:
     ``interrupted`` (SIGTERM or Ctrl-C; re-queued), ``stale`` (failed by another worker: its own
     had died or lost the database for longer than the grace period; re-queued), or
     ``running`` / ``waiting``."""
-    state, attrs = trial.state.name, trial.user_attrs
+    state, rec = trial.state.name, TrialRecord.of(trial)
     if state == "COMPLETE":
-        return "diverged" if "diverged" in attrs else "repeat" if "repeat_of" in attrs \
-            else "complete"
+        return "diverged" if rec.diverged is not None else "repeat" \
+            if rec.repeat_of is not None else "complete"
     if state == "FAIL":
-        for reason, key in (("interrupted", "interrupted"), ("rejected", "rejected"),
-                            ("crashed", "error")):
-            if key in attrs:
+        for reason, value in (("interrupted", rec.interrupted), ("rejected", rec.rejected),
+                              ("crashed", rec.error)):
+            if value is not None:
                 return reason
         return "stale"
     return state.lower()
@@ -355,7 +358,7 @@ def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: 
                 optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
         finished = [t for t in trials if t.state.name in FINISHED_STATES]
-        repeats = sum("repeat_of" in t.user_attrs for t in finished)
+        repeats = sum(TrialRecord.of(t).repeat_of is not None for t in finished)
         if len(finished) - repeats >= n_trials:
             return "done"
         crashes = sum(end_reason(t) == "crashed" for t in trials)

@@ -23,7 +23,8 @@ import signal
 import socket
 import time
 
-from tpu_convrnn.search import candidate, sample
+from tpu_convrnn.search import candidate, record, sample
+from tpu_convrnn.search.record import TrialRecord
 from tpu_convrnn.search.study import origin_number, run_trials
 from tpu_convrnn.search.rung import budget_settings, finished_metrics, rss_mb
 from tpu_convrnn.search.runner import Runner
@@ -46,11 +47,11 @@ class TakenOver(Exception):
     retries it: this worker stops working on it."""
 
 
-def _try_set(trial, key, value):
-    """``trial.set_user_attr`` that gives up quietly when the trial is no longer this
-    worker's (failed by another worker meanwhile)."""
+def _try_put(trial, **fields):
+    """``record.put`` that gives up quietly when the trial is no longer this worker's (failed
+    by another worker meanwhile)."""
     try:
-        trial.set_user_attr(key, value)
+        record.put(trial, **fields)
     except Exception:  # noqa: BLE001  (optuna UpdateFinishedTrialError, storage errors)
         pass
 
@@ -125,21 +126,19 @@ class Worker:
                   f"  python -m tpu_convrnn.main --gin_file={gin_path} --mode=train_and_eval "
                   f"--model_dir=DIR")
         text = candidate.write_trial_gin(gin_path, self.space, bindings, self.split_gin, header)
-        for k, v in {"gin": gin_path, "gin_text": text, "trial_dir": trial_dir, "origin": origin,
-                     "worker": f"{socket.gethostname()}/{self.index}"}.items():
-            trial.set_user_attr(k, v)
+        record.put(trial, gin=gin_path, gin_text=text, trial_dir=trial_dir, origin=origin,
+                   worker=f"{socket.gethostname()}/{self.index}")
         kind = "retry of trial %d" % origin if origin != trial.number else \
-            trial.user_attrs.get("reference", "sampled")
+            TrialRecord.of(trial).reference or "sampled"
         try:
             info = candidate.inspect_gin(gin_path, self.space.filters_fit_maps)
         except candidate.Rejected as e:
-            trial.set_user_attr("rejected", str(e))
+            record.put(trial, rejected=str(e))
             self.log(f"trial {trial.number} ({kind}): rejected before training: {e}")
             raise TrialFailed(f"rejected: {e}") from None
         config_hash = candidate.digest({"arch": info["arch_hash"], "train": {
             k: v for k, v in bindings.items() if k.startswith("train.")}})
-        for k, v in {**info, "config_hash": config_hash, "worker_rss_mb": round(rss_mb())}.items():
-            trial.set_user_attr(k, v)
+        record.put(trial, **info, config_hash=config_hash, worker_rss_mb=round(rss_mb()))
         self.log(f"trial {trial.number} ({kind}): {info['params']:,} params, "
                  f"{info['flops_train_step'] / 1e9:.3g} GFLOP per training image")
         repeat = self._repeat_of(trial, config_hash)
@@ -155,7 +154,7 @@ class Worker:
         import optuna
         budgets = self.cfg.budgets()
         # a retry keeps the rungs its original had passed (they are not judged again)
-        passed = int(trial.user_attrs.get("rungs_passed", 0))
+        passed = TrialRecord.of(trial).rungs_passed or 0
         t0, top1 = time.monotonic(), None
         for k, budget in enumerate(budgets):
             if self.stopping:
@@ -165,8 +164,8 @@ class Worker:
             metrics = self._run_rung(trial, f"{trial_dir}/steps_{budget}", gin_path, budget,
                                      f"rung {k + 1}/{len(budgets)}")
             top1 = float(metrics["top1"])
-            trial.set_user_attr("budget", budget)
-            trial.set_user_attr("top1_per_step", [round(a, 4) for a in metrics["top1_per_step"]])
+            record.put(trial, budget=budget,
+                       top1_per_step=[round(a, 4) for a in metrics["top1_per_step"]])
             dt = time.monotonic() - r0
             if self.single:
                 trial.report(top1, budget)
@@ -175,12 +174,12 @@ class Worker:
                              f" top1 {top1:.4f} in {dt:.0f} s; pruned")
                     raise optuna.TrialPruned()
             if k + 1 < len(budgets) and k >= passed:
-                trial.set_user_attr("rungs_passed", k + 1)
+                record.put(trial, rungs_passed=k + 1)
             rest = sum(budgets[k + 1:]) / budget * dt
             self.log(f"trial {trial.number} rung {k + 1}/{len(budgets)} ({budget} steps): top1 "
                      f"{top1:.4f} in {dt:.0f} s" + (f"; promoted, trial ETA {format_hms(rest)}"
                                                    if k + 1 < len(budgets) else ""))
-        trial.set_user_attr("seconds", round(time.monotonic() - t0, 1))
+        record.put(trial, seconds=round(time.monotonic() - t0, 1))
         return self._objectives(top1, info)
 
     def _run_rung(self, trial, model_dir, gin_path, budget, what):
@@ -199,16 +198,16 @@ class Worker:
             log_path, f"t{trial.number} {budget}:", _ECHO, gin_file=gin_path,
             model_dir=model_dir, steps=budget, checkpoint_every=self.cfg.checkpoint_every,
             warmup_fraction=self.warmup_fraction)
-        trial.set_user_attr("rung_seconds", {**trial.user_attrs.get("rung_seconds", {}),
-                                             str(budget): result.seconds})
+        record.put(trial, rung_seconds={**(TrialRecord.of(trial).rung_seconds or {}),
+                                        str(budget): result.seconds})
         if result.status == "preempted" or (self.stopping and result.status != "done"):
             self._requeue(trial)
         if result.status == "diverged":  # a (bad) result: the worst top-1, so the sampler
-            trial.set_user_attr("diverged", result.error)  # learns from it
+            record.put(trial, diverged=result.error)  # learns from it
             self.log(f"trial {trial.number} {what}: diverged, scored top1 0: {result.error}")
             return {"top1": 0.0, "top1_per_step": []}
         if result.status == "failed":
-            trial.set_user_attr("error", result.error)
+            record.put(trial, error=result.error)
             self.log(f"trial {trial.number} {what}: failed: {result.error} (log {log_path})")
             raise TrialFailed(result.error)
         return {"top1": result.top1, "top1_per_step": result.top1_per_step}
@@ -241,9 +240,9 @@ class Worker:
 
     def _requeue(self, trial):
         origin = origin_number(trial)
-        _try_set(trial, "interrupted", "SIGTERM or Ctrl-C; re-queued")
-        self.study.enqueue_trial(trial.params, user_attrs={
-            "resume_of": origin, "rungs_passed": int(trial.user_attrs.get("rungs_passed", 0))})
+        _try_put(trial, interrupted="SIGTERM or Ctrl-C; re-queued")
+        self.study.enqueue_trial(trial.params, user_attrs=record.attrs(
+            resume_of=origin, rungs_passed=TrialRecord.of(trial).rungs_passed or 0))
         self.log(f"trial {trial.number}: stopped; re-queued to resume from its checkpoints "
                  f"({self.trials_dir}/{origin:05d})")
         raise TrialRequeued(f"trial {trial.number} re-queued")
@@ -258,7 +257,7 @@ class Worker:
         while True:
             same = [t for t in self.study.get_trials(deepcopy=False, states=(
                 TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
-                    if t.number < trial.number and t.user_attrs.get("config_hash") == config_hash
+                    if t.number < trial.number and TrialRecord.of(t).config_hash == config_hash
                     and origin_number(t) != mine]
             finished = [t for t in same if t.state != TrialState.RUNNING]
             if finished:
@@ -274,10 +273,10 @@ class Worker:
     def _copy(self, trial, earlier):
         import optuna
         from optuna.trial import TrialState
-        trial.set_user_attr("repeat_of", earlier.number)
-        for k in ("budget", "top1_per_step"):
-            if k in earlier.user_attrs:
-                trial.set_user_attr(k, earlier.user_attrs[k])
+        took = TrialRecord.of(earlier)
+        record.put(trial, repeat_of=earlier.number, **{
+            k: getattr(took, k) for k in ("budget", "top1_per_step")
+            if getattr(took, k) is not None})
         if self.single:
             for step, value in sorted(earlier.intermediate_values.items()):
                 trial.report(value, step)
@@ -294,13 +293,13 @@ class Worker:
         from optuna.trial import TrialState
         trials = study.get_trials(deepcopy=False)
         complete = sorted((t for t in trials if t.state == TrialState.COMPLETE
-                           and "diverged" not in t.user_attrs),  # (scored 0; nothing to keep)
+                           and TrialRecord.of(t).diverged is None),  # (scored 0; nothing to keep)
                           key=lambda t: -t.values[0])
         keep = {origin_number(t) for t in complete[:self.cfg.keep_top_k]}
         keep |= {origin_number(t) for t in trials
                  if t.state in (TrialState.RUNNING, TrialState.WAITING)}
-        keep |= {int(t.user_attrs["resume_of"]) for t in trials
-                 if t.state == TrialState.WAITING and "resume_of" in t.user_attrs}
+        keep |= {TrialRecord.of(t).resume_of for t in trials
+                 if t.state == TrialState.WAITING and TrialRecord.of(t).resume_of is not None}
         candidates = {origin_number(frozen)} | {
             origin_number(t) for t in complete[self.cfg.keep_top_k:self.cfg.keep_top_k + 8]}
         for origin in sorted(candidates - keep):
@@ -309,7 +308,7 @@ class Worker:
             best = complete[0]
             value = frozen.values[0] if frozen.values else float("nan")
             self.log(f"trial {frozen.number} {frozen.state.name.lower()}: top1 {value:.4f} at "
-                     f"{frozen.user_attrs.get('budget', '?')} steps; best so far "
+                     f"{TrialRecord.of(frozen).budget or '?'} steps; best so far "
                      f"{best.values[0]:.4f} (trial {best.number}); "
                      f"{sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)}"
                      " finished")
