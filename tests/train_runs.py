@@ -89,7 +89,7 @@ def resume(model_dir, steps, out):
     status, fn = "done", lambda seed: fixed_batches()
     with trainer.sigterm_guard():
         while trainer.step < cfg.train_steps and status == "done":
-            status = trainer.train(fn, steps=trainer.next_save_step())
+            status = trainer.train(fn, to_step=trainer.next_save_step())
             time.sleep(1)
     np.savez(out, **weights(trainer.model),
              **{f"optimizer/{i}": v.numpy() for i, v in enumerate(trainer.optimizer.variables)})

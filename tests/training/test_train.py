@@ -212,7 +212,7 @@ def test_resume_reseeds_the_input_with_the_step(tmp_path):
         return _batches(x, y)(seed)
     t = Trainer(small_graph, _cfg(seed=7), tf.distribute.get_strategy(), str(tmp_path),
                 log=lambda m: None)
-    t.train(data, steps=2)
+    t.train(data, to_step=2)
     t2 = Trainer(small_graph, _cfg(seed=7), tf.distribute.get_strategy(), str(tmp_path),
                  log=lambda m: None)
     t2.restore()

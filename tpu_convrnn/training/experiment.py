@@ -114,7 +114,7 @@ def _train(trainer, data, cfg, evaluation, eval_every_save, result, log) -> floa
     while trainer.step < cfg.train_steps:
         t0 = time.monotonic()
         with _named_input_errors(data, "train"):
-            status = trainer.train(train_fn, steps=trainer.next_save_step())
+            status = trainer.train(train_fn, to_step=trainer.next_save_step())
         seconds += time.monotonic() - t0
         if stats is not None and stats.skipped:
             log(f"data.skip_bad: {stats.skipped:,} bad training records skipped "

@@ -223,9 +223,9 @@ class Trainer:
         return loop
 
     # ------------------------------------------------------------------ the loop
-    def train(self, dataset_fn, steps: int | None = None) -> str:
-        """Trains to ``steps`` (default ``cfg.train_steps``) total steps from the current step,
-        saving every ``save_interval`` steps and at ``steps``.
+    def train(self, dataset_fn, to_step: int | None = None) -> str:
+        """Trains from the current step to step ``to_step`` (default ``cfg.train_steps``),
+        saving every ``save_interval`` steps and at ``to_step``.
 
         ``dataset_fn(seed)`` -> a function ``input_context -> dataset`` (see
         ``DataConfig.train_fn``); it is called with ``cfg.seed + current step``, once: a later
@@ -233,7 +233,7 @@ class Trainer:
         Returns ``"done"`` or ``"preempted"`` (SIGTERM: saved, stop).
         """
         cfg = self.cfg
-        target = cfg.train_steps if steps is None else int(steps)
+        target = cfg.train_steps if to_step is None else int(to_step)
         start = self.step
         if start >= target:
             self.log(f"already at step {start} >= {target}: nothing to train")
