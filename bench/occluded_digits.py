@@ -10,10 +10,13 @@ layer's 32 maps, layer norms' epsilon 1e-3), all on the recipe of ``gin/debris.g
 
 Protocol, the same for every model:
 
-1. learning rate: for each level and model, seed 0 is trained for ``--grid_steps`` at every
-   ``--lrs`` value (``train.base_lr``, per 256 images); the one with the highest top-1 on the
-   validation split (images of the training distribution from their own seeds, not the test
-   set) is chosen;
+1. learning rate: for each level and model, seeds ``0 .. --grid_seeds - 1`` are trained for
+   ``--grid_steps`` at every ``--lrs`` value (``train.base_lr``, per 256 images); the one with
+   the highest top-1 on the validation split (images of the training distribution from their
+   own seeds, not the test set), averaged over the grid's seeds, is chosen (a rate that
+   diverges or stays at chance on one seed scores low). A grid whose best mean is less than
+   ``--grid_margin`` above chance cannot tell its rates apart: no rate is picked, that model's
+   full runs are not started, and the command ends saying so (raise ``--grid_steps``);
 2. ``--seeds`` seeds at the chosen rate for ``--steps``; seed ``s`` is ``train.seed = s`` in
    every model (the same data order; the same initial draws where shapes agree);
 3. each full run is scored on the test split (``--mode=eval --eval_name=eval_test``), at
@@ -164,14 +167,29 @@ def ours(args, rows):
             and int(r["steps"]) == (args.grid_steps if r["phase"] == "grid" else args.steps)]
 
 
-def chosen_lr(rows, level, model, lrs, grid_steps):
-    """The grid's pick for (level, model), or None while a grid run is missing."""
-    grid = {float(r["lr"]): float(r["val_top1"]) for r in rows
-            if (r["level"], r["model"], r["phase"]) == (level, model, "grid")
-            and int(r["steps"]) == grid_steps}  # (rows: this design's only)
-    if not all(lr in grid for lr in lrs):
-        return None
-    return max(lrs, key=lambda lr: (grid[lr], -lr))  # ties: the smaller rate
+def grid_means(rows, level, model, args):
+    """{lr: mean validation top-1 over the grid's seeds} for the rates whose grid runs have
+    all finished (a diverged run, ``nan``, scores 0)."""
+    vals = {}
+    for r in rows:
+        if ((r["level"], r["model"], r["phase"]) == (level, model, "grid")
+                and int(r["steps"]) == args.grid_steps and int(r["seed"]) < args.grid_seeds):
+            v = float(r["val_top1"])
+            vals.setdefault(float(r["lr"]), []).append(0.0 if math.isnan(v) else v)
+    return {lr: round(sum(v) / len(v), 4)  # (the rows' precision: equal means tie)
+            for lr, v in vals.items() if len(v) == args.grid_seeds}
+
+
+def chosen_lr(rows, level, model, args):
+    """(the grid's pick for (level, model) or None, and why: 'picked', 'pending' while a grid
+    run is missing, or 'at chance' when the best mean is under ``--grid_margin`` above chance)."""
+    grid = grid_means(rows, level, model, args)  # (rows: this design's only)
+    if not all(lr in grid for lr in args.lrs):
+        return None, "pending"
+    best = max(args.lrs, key=lambda lr: (grid[lr], -lr))  # ties: the smaller rate
+    if grid[best] < CHANCE + args.grid_margin:
+        return None, "at chance"
+    return best, "picked"
 
 
 # ---------------------------------------------------------------------------------- one run
@@ -268,14 +286,15 @@ def plan(args, rows):
     out = []
     for level in args.levels:
         for model in args.models:
-            for lr in args.lrs:
-                if run_key(level, model, args.width, "grid", lr, 0,
-                           args.grid_steps) not in done:
-                    out.append((level, model, "grid", lr, 0))
+            for seed in range(args.grid_seeds):
+                for lr in args.lrs:
+                    if run_key(level, model, args.width, "grid", lr, seed,
+                               args.grid_steps) not in done:
+                        out.append((level, model, "grid", lr, seed))
     for seed in range(args.seeds):  # every model's seed 0 before any seed 1
         for level in args.levels:
             for model in args.models:
-                lr = chosen_lr(rows, level, model, args.lrs, args.grid_steps)
+                lr, _ = chosen_lr(rows, level, model, args)
                 if lr is not None and run_key(level, model, args.width, "full", lr, seed,
                                               args.steps) not in done:
                     out.append((level, model, "full", lr, seed))
@@ -283,9 +302,38 @@ def plan(args, rows):
 
 
 def remaining(args, rows):
-    n_grid = len(args.levels) * len(args.models) * len(args.lrs)
-    n = n_grid + len(args.levels) * len(args.models) * args.seeds
-    return n - len(ours(args, rows))
+    """Runs not yet finished, leaving out the full runs of grids that stayed at chance."""
+    rows = ours(args, rows)
+    done = done_keys(rows)
+    n = 0
+    for level in args.levels:
+        for model in args.models:
+            n += sum(run_key(level, model, args.width, "grid", lr, seed, args.grid_steps)
+                     not in done for lr in args.lrs for seed in range(args.grid_seeds))
+            lr, why = chosen_lr(rows, level, model, args)
+            if why == "pending":
+                n += args.seeds
+            elif why == "picked":
+                n += sum(run_key(level, model, args.width, "full", lr, seed, args.steps)
+                         not in done for seed in range(args.seeds))
+    return n
+
+
+def at_chance(args, rows):
+    """One line for each (level, model) whose grid could not pick a rate."""
+    rows = ours(args, rows)
+    out = []
+    for level in args.levels:
+        for model in args.models:
+            if chosen_lr(rows, level, model, args)[1] == "at chance":
+                grid = grid_means(rows, level, model, args)
+                best = max(grid, key=grid.get)
+                out.append(f"{level}/{model}: the learning-rate grid ({args.grid_steps} steps, "
+                           f"{args.grid_seeds} seed(s)) stayed within --grid_margin="
+                           f"{args.grid_margin:g} of chance (best mean validation top-1 "
+                           f"{grid[best]:.3f}, at base_lr {best:g}); no rate is picked and "
+                           "its full runs are not started: raise --grid_steps")
+    return out
 
 
 def worker(args, index):
@@ -340,7 +388,7 @@ def report(args):
     by_level = {}
     for i, level in enumerate(levels):
         lines += [f"### {level} debris", "", "| model | params | MFLOP/img (forward) | base_lr "
-                  "(grid: val top-1) | seeds (converged) | test top-1 | at arrival (t=2) | "
+                  "(grid: mean val top-1) | seeds (converged) | test top-1 | at arrival (t=2) | "
                   "last - arrival | wall s/run |", "|---|---|---|---|---|---|---|---|---|"]
         for model in MODELS:
             rs = [r for r in rows if (r["level"], r["model"]) == (level, model)]
@@ -352,8 +400,7 @@ def report(args):
             m, e = mean_sem(top)
             ma, _ = mean_sem(arrival)
             md, ed = mean_sem([t - a for t, a in zip(top, arrival)])
-            g = sorted((float(r["lr"]), float(r["val_top1"])) for r in grid
-                       if (r["level"], r["model"]) == (level, model))
+            g = sorted(grid_means(grid, level, model, args).items())
             stuck = [r for r in rs if float(r["val_top1"]) < CHANCE + args.floor]
             conv = sum(r["converged"] == "True" and r not in stuck for r in rs)
             counted = (f"{len(rs)} ({conv}; {len(stuck)} at chance)" if stuck
@@ -425,6 +472,12 @@ def main(argv=None):
                    "at the width that matches BL's parameters at it)")
     p.add_argument("--steps", type=int, default=12000, help="the full budget (batch 64)")
     p.add_argument("--grid_steps", type=int, default=3000, help="the learning-rate grid's budget")
+    p.add_argument("--grid_seeds", type=int, default=1,
+                   help="seeds of the learning-rate grid; a rate is scored by its mean "
+                   "validation top-1 over them")
+    p.add_argument("--grid_margin", type=float, default=0.02,
+                   help="the grid picks a rate only if its best mean validation top-1 is this "
+                   "far above chance (0.1); a negative value accepts any grid")
     p.add_argument("--rise", type=float, default=0.01,
                    help="converged: validation top-1 rose less than this over the last 20%%")
     p.add_argument("--floor", type=float, default=0.1,
@@ -447,6 +500,8 @@ def main(argv=None):
         bad = [v for v in values if v not in allowed]
         if bad:
             p.error(f"--{what}: unknown {', '.join(bad)} (choose from {', '.join(allowed)})")
+    if args.grid_seeds < 1:
+        p.error("--grid_seeds must be at least 1")
     if args.grid_steps % 2 or args.steps % 10:
         p.error("--grid_steps must be even and --steps a multiple of 10 (evaluation points)")
     os.makedirs(args.output_figures, exist_ok=True)
@@ -468,6 +523,11 @@ def main(argv=None):
             sys.exit(f"a worker failed (exit {failed[0]}); see {args.output}/logs")
     print(report(args))
     print(f"wrote {args.output_figures}/table.md, accuracy_by_step.png, accuracy_by_level.png")
+    stuck = at_chance(args, read_rows(args.csv))
+    if stuck and args.report_only:  # (a design run before the rule may have full runs)
+        print("\n".join(f"note: {line}" for line in stuck), file=sys.stderr)
+    elif stuck:
+        sys.exit("\n".join(f"occluded_digits.py: {line}" for line in stuck))
 
 
 if __name__ == "__main__":

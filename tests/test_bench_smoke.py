@@ -1,4 +1,5 @@
 """Benchmarks run end to end at a tiny size (figures are printed, never asserted)."""
+import argparse
 import csv
 import os
 import subprocess
@@ -60,18 +61,55 @@ def test_cell_comparison_runs_end_to_end(tmp_path):
         assert os.path.getsize(tmp_path / name) > 0
 
 
+def _occluded_digits():
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    try:
+        import occluded_digits
+    finally:
+        sys.path.pop(0)
+    return occluded_digits
+
+
+def test_occluded_digit_grid_picks_by_the_mean_over_its_seeds_and_only_above_chance():
+    bench = _occluded_digits()
+    args = argparse.Namespace(lrs=[0.1, 0.8], grid_steps=6, grid_seeds=2, grid_margin=0.02)
+
+    def grid(values):  # {(lr, seed): validation top-1}
+        return [{"level": "moderate", "model": "bl", "phase": "grid", "steps": "6",
+                 "lr": str(lr), "seed": str(seed), "val_top1": str(v)}
+                for (lr, seed), v in values.items()]
+    # 0.8 is best on seed 0 but diverges (nan) on seed 1: the mean picks 0.1.
+    rows = grid({(0.1, 0): 0.20, (0.1, 1): 0.22, (0.8, 0): 0.30, (0.8, 1): float("nan")})
+    assert bench.grid_means(rows, "moderate", "bl", args) == {0.1: 0.21, 0.8: 0.15}
+    assert bench.chosen_lr(rows, "moderate", "bl", args) == (0.1, "picked")
+    # A missing grid run: no pick yet.
+    assert bench.chosen_lr(rows[:3], "moderate", "bl", args) == (None, "pending")
+    # Every rate within the margin of chance (0.1): the grid cannot tell them apart.
+    rows = grid({(0.1, 0): 0.11, (0.1, 1): 0.12, (0.8, 0): 0.13, (0.8, 1): 0.10})
+    assert bench.chosen_lr(rows, "moderate", "bl", args) == (None, "at chance")
+    args.grid_margin = 0.01  # 0.115 against a threshold of 0.11: ties go to the smaller rate
+    assert bench.chosen_lr(rows, "moderate", "bl", args) == (0.1, "picked")
+
+
 def test_occluded_digit_comparison_extends_its_table_instead_of_starting_over(tmp_path):
-    def run(seeds):
+    def run(seeds, margin=-1.0, code=0):
         args = [sys.executable, "bench/occluded_digits.py", f"--output={tmp_path / 'runs'}",
                 f"--csv={tmp_path / 'runs.csv'}", f"--output_figures={tmp_path}",
                 "--levels=light", "--models=b,bl", "--lrs=0.1,0.4", f"--seeds={seeds}",
                 "--steps=20", "--grid_steps=4", "--num_train=64", "--num_eval=32",
-                f"--data_dir={tmp_path / 'data'}", "--workers=2"]
+                f"--data_dir={tmp_path / 'data'}", "--workers=2", f"--grid_margin={margin}"]
         proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=1500)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-2000:]
         with open(tmp_path / "runs.csv") as f:
-            return proc.stdout, list(csv.DictReader(f))
-    out, rows = run(1)
+            return proc.stdout + proc.stderr, list(csv.DictReader(f))
+    # A grid that no top-1 can clear (chance + 1): no rate is picked, no full run starts, and
+    # the command says which grids and what to change.
+    out, rows = run(1, margin=1.0, code=1)
+    assert {r["phase"] for r in rows} == {"grid"} and len(rows) == 4
+    for model in ("b", "bl"):
+        assert f"light/{model}: the learning-rate grid (4 steps, 1 seed(s)) stayed within" in out
+    assert "raise --grid_steps" in out
+    out, rows = run(1)  # any grid accepted: the grid's rows are reused, the full runs train
     assert sorted((r["model"], r["phase"], r["lr"]) for r in rows if r["phase"] == "grid") == [
         ("b", "grid", "0.1"), ("b", "grid", "0.4"), ("bl", "grid", "0.1"), ("bl", "grid", "0.4")]
     full = [r for r in rows if r["phase"] == "full"]
