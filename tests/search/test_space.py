@@ -223,6 +223,27 @@ def test_a_trial_failed_by_another_worker_meanwhile_is_dropped_not_fatal(tmp_pat
     assert study.end_reason(s.get_trials()[0]) == "stale"
 
 
+def test_a_waiting_retry_is_run_even_once_n_trials_are_finished(tmp_path):
+    """n_trials were finished by other workers while a dead worker's trial was failed and
+    re-queued: a worker runs the waiting retry before it says done (else it is left behind)."""
+    space, cfg = _space(SMALL)
+    storage = study.open_storage(study.storage_url(None, str(tmp_path)), cfg)
+    s, _ = study.open_study(space, cfg, storage, "s")
+    ran = []
+
+    def attempt(trial):
+        ran.append(study.origin_number(trial))
+        return optuna.trial.TrialState.COMPLETE, 0.5
+    assert study.run_trials(s, attempt, 2, print) == "done"
+    dead = s.ask()  # a third trial whose worker died: failed, and a retry of it queued
+    storage.set_trial_state_values(dead._trial_id, optuna.trial.TrialState.FAIL)
+    s.enqueue_trial(dead.params, user_attrs={"resume_of": dead.number})
+    assert study.run_trials(s, attempt, 2, print) == "done"
+    assert ran == [0, 1, dead.number]
+    assert [t.state.name for t in s.get_trials()] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
+    assert study.run_trials(s, attempt, 2, print) == "done" and len(ran) == 3
+
+
 def test_exact_repeats_do_not_count_toward_n_trials(tmp_path):
     """A repeat takes an earlier trial's result and trains nothing: the loop goes on until
     n_trials trials were trained, and stops (saying why) once n_trials repeats came."""

@@ -340,7 +340,8 @@ def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: 
     left as it is, and its result dropped with a line saying so), ``after(study, frozen)``; a
     trial whose ``attempt`` raises is told FAIL and the exception goes on.
     Stops when ``n_trials`` trials are finished (complete or pruned) by training (an exact
-    repeat, which takes an earlier trial's result and trains nothing, does not count), when as
+    repeat, which takes an earlier trial's result and trains nothing, does not count) and no
+    retry of a failed or interrupted trial waits (it would be left behind), when as
     many have crashed, when as many were repeats (the space is nearly exhausted), or when
     ``stopping()``. Returns why it stopped: ``done``, ``crashes``, ``repeats`` or
     ``stopped``."""
@@ -359,7 +360,8 @@ def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: 
         trials = study.get_trials(deepcopy=False)
         finished = [t for t in trials if t.state.name in FINISHED_STATES]
         repeats = sum(TrialRecord.of(t).repeat_of is not None for t in finished)
-        if len(finished) - repeats >= n_trials:
+        retries = [t for t in trials if t.state.name == "WAITING" and origin_number(t) != t.number]
+        if len(finished) - repeats >= n_trials and not retries:
             return "done"
         crashes = sum(end_reason(t) == "crashed" for t in trials)
         if crashes >= n_trials:
