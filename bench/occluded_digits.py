@@ -183,7 +183,11 @@ def grid_means(rows, level, model, args):
 def chosen_lr(rows, level, model, args):
     """(the grid's pick for (level, model) or None, and why: 'picked', 'pending' while a grid
     run is missing, or 'at chance' when the best mean is under ``--grid_margin`` above chance)."""
-    grid = grid_means(rows, level, model, args)  # (rows: this design's only)
+    return pick(grid_means(rows, level, model, args), args)  # (rows: this design's only)
+
+
+def pick(grid, args):
+    """``chosen_lr`` from the grid's means ``{lr: mean validation top-1}``."""
     if not all(lr in grid for lr in args.lrs):
         return None, "pending"
     best = max(args.lrs, key=lambda lr: (grid[lr], -lr))  # ties: the smaller rate
@@ -302,21 +306,11 @@ def plan(args, rows):
 
 
 def remaining(args, rows):
-    """Runs not yet finished, leaving out the full runs of grids that stayed at chance."""
-    rows = ours(args, rows)
-    done = done_keys(rows)
-    n = 0
-    for level in args.levels:
-        for model in args.models:
-            n += sum(run_key(level, model, args.width, "grid", lr, seed, args.grid_steps)
-                     not in done for lr in args.lrs for seed in range(args.grid_seeds))
-            lr, why = chosen_lr(rows, level, model, args)
-            if why == "pending":
-                n += args.seeds
-            elif why == "picked":
-                n += sum(run_key(level, model, args.width, "full", lr, seed, args.steps)
-                         not in done for seed in range(args.seeds))
-    return n
+    """Runs not yet finished, leaving out the full runs of grids that stayed at chance: what
+    ``plan`` can start now, and every seed of a model whose grid is still pending."""
+    pending = sum(chosen_lr(ours(args, rows), level, model, args)[1] == "pending"
+                  for level in args.levels for model in args.models)
+    return len(plan(args, rows)) + pending * args.seeds
 
 
 def at_chance(args, rows):
@@ -325,8 +319,8 @@ def at_chance(args, rows):
     out = []
     for level in args.levels:
         for model in args.models:
-            if chosen_lr(rows, level, model, args)[1] == "at chance":
-                grid = grid_means(rows, level, model, args)
+            grid = grid_means(rows, level, model, args)
+            if pick(grid, args)[1] == "at chance":
                 best = max(grid, key=grid.get)
                 out.append(f"{level}/{model}: the learning-rate grid ({args.grid_steps} steps, "
                            f"{args.grid_seeds} seed(s)) stayed within --grid_margin="
