@@ -186,11 +186,19 @@ def chosen_lr(rows, level, model, args):
     return pick(grid_means(rows, level, model, args), args)  # (rows: this design's only)
 
 
+def best_lr(grid, lrs):
+    """The rate of ``lrs`` with the best mean in ``grid`` (ties: the smaller), or None while
+    one of them is missing."""
+    if not all(lr in grid for lr in lrs):
+        return None
+    return max(lrs, key=lambda lr: (grid[lr], -lr))
+
+
 def pick(grid, args):
     """``chosen_lr`` from the grid's means ``{lr: mean validation top-1}``."""
-    if not all(lr in grid for lr in args.lrs):
+    best = best_lr(grid, args.lrs)
+    if best is None:
         return None, "pending"
-    best = max(args.lrs, key=lambda lr: (grid[lr], -lr))  # ties: the smaller rate
     if grid[best] < CHANCE + args.grid_margin:
         return None, "at chance"
     return best, "picked"
@@ -373,8 +381,13 @@ def report(args):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     every = ours(args, read_rows(args.csv))
-    rows = [r for r in every if r["phase"] == "full" and r["test_top1"]]
     grid = [r for r in every if r["phase"] == "grid"]
+    # A full run is this design's only at its seeds and its grid's best rate: designs that
+    # share the full budget (another grid, fewer seeds) keep their runs in the same file. (The best rate, not the pick:
+    # a design run before the margin rule ran its full runs at an at-chance grid's best.)
+    rows = [r for r in every if r["phase"] == "full" and r["test_top1"]
+            and int(r["seed"]) < args.seeds and float(r["lr"]) == best_lr(grid_means(grid, r["level"], r["model"], args),
+                                          args.lrs)]
     levels = [lv for lv in ("light", "moderate", "heavy") if any(r["level"] == lv for r in rows)]
     lines = []
     fig, ax = plt.subplots(1, max(1, len(levels)), figsize=(5 * max(1, len(levels)), 3.6),

@@ -91,6 +91,35 @@ def test_occluded_digit_grid_picks_by_the_mean_over_its_seeds_and_only_above_cha
     assert bench.chosen_lr(rows, "moderate", "bl", args) == (0.1, "picked")
 
 
+def test_occluded_digit_table_holds_only_its_own_designs_full_runs(tmp_path):
+    # Two designs share the full budget (24 steps) but not the grid (4 or 6 steps), whose
+    # best rates differ; a third has a seed more. Each table holds its own runs only.
+    bench = _occluded_digits()
+    args = argparse.Namespace(
+        csv=str(tmp_path / "runs.csv"), output_figures=str(tmp_path), levels=["moderate"],
+        models=["b"], width=0.5, lrs=[0.1, 0.8], grid_steps=6, grid_seeds=1, grid_margin=0.02,
+        steps=24, seeds=1, floor=0.1)
+
+    def row(phase, lr, seed, steps, val, test=""):
+        return {**dict.fromkeys(bench.FIELDS, ""), "level": "moderate", "model": "b",
+                "width": "0.5", "phase": phase, "seed": str(seed), "lr": str(lr),
+                "steps": str(steps), "params": "10", "mflop": "1", "val_top1": str(val),
+                "converged": "True", "test_top1": str(test), "wall_s": "1",
+                "test_top1_per_step": " ".join([str(test)] * 6) if test else ""}
+    rows = [row("grid", 0.1, 0, 6, 0.3), row("grid", 0.8, 0, 6, 0.2),   # picks 0.1
+            row("grid", 0.1, 0, 4, 0.2), row("grid", 0.8, 0, 4, 0.3),   # picks 0.8
+            row("full", 0.1, 0, 24, 0.5, 0.41), row("full", 0.8, 0, 24, 0.5, 0.63),
+            row("full", 0.1, 1, 24, 0.5, 0.47)]
+    for r in rows:
+        bench.append_row(args.csv, r)
+    table = bench.report(args)
+    assert "| 1 (1) | 0.410 +- nan |" in table and "0.630" not in table
+    args.grid_steps = 4
+    assert "| 1 (1) | 0.630 +- nan |" in bench.report(args)
+    args.grid_steps, args.seeds = 6, 2
+    assert "| 2 (2) | 0.440 +- 0.030 |" in bench.report(args)
+
+
 def test_occluded_digit_comparison_extends_its_table_instead_of_starting_over(tmp_path):
     def run(seeds, margin=-1.0, code=0):
         args = [sys.executable, "bench/occluded_digits.py", f"--output={tmp_path / 'runs'}",
