@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from tpu_convrnn import files
+from tpu_convrnn import cli, files
 from tpu_convrnn.model.tf1_checkpoint import expected_constants, load_tf1_checkpoint
 
 
@@ -51,8 +51,6 @@ def main(argv=None):
               f"({model.count_params():,} parameters) of {FLAGS.model} from {FLAGS.checkpoint} "
               f"-> {FLAGS.output}")
         return 0
-
-    from tpu_convrnn import cli
     cli.run(_run, __doc__, argv)
 
 

@@ -56,7 +56,10 @@ flags.DEFINE_boolean("original_window", False, "features mode: return conv_l fro
                      "the original model_func did (default: every step from t=0).")
 FLAGS = flags.FLAGS
 
+from tpu_convrnn import cli, gin_bindings  # noqa: E402  (none of these loads TensorFlow)
 from tpu_convrnn.gin_bindings import REPO_ROOT, binding_error, parse_gin  # noqa: E402,F401
+from tpu_convrnn.progress import Progress  # noqa: E402
+from tpu_convrnn.stimuli import load_stimuli  # noqa: E402
 
 
 def write_configs(model_dir, chief=True):
@@ -77,8 +80,7 @@ def write_configs(model_dir, chief=True):
 
 
 def run_training(mode):
-    from tpu_convrnn import gin_bindings
-    from tpu_convrnn.training.experiment import train_and_evaluate
+    from tpu_convrnn.training.experiment import train_and_evaluate  # (TensorFlow)
     trainers = []
 
     def on_start(trainer):
@@ -102,7 +104,6 @@ def run_training(mode):
 def run_mode(mode):
     import gin
 
-    from tpu_convrnn import gin_bindings
     if mode in ("train", "eval", "train_and_eval"):
         return run_training(mode)
     model = gin_bindings.configured_model()
@@ -118,8 +119,6 @@ def run_mode(mode):
               f"'{model.readout.kind}' over steps [{model.window[0]}, {model.window[1]}).")
         return 0
     from tpu_convrnn.features import extract_features, write_features
-    from tpu_convrnn.progress import Progress
-    from tpu_convrnn.stimuli import load_stimuli
     if not FLAGS.stimuli:
         raise ValueError("--mode=features needs --stimuli")
     if FLAGS.checkpoint:
@@ -151,7 +150,6 @@ def _main(argv):
 
 
 def run():
-    from tpu_convrnn import cli
     cli.run(_main, __doc__)
 
 

@@ -18,6 +18,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+# (none of these loads TensorFlow: --help and flag errors come before it)
+from tpu_convrnn import cli, gin_bindings  # noqa: E402
+from tpu_convrnn.gin_bindings import parse_gin  # noqa: E402
+from tpu_convrnn.neural.assembly import load_assembly  # noqa: E402
+from tpu_convrnn.neural.benchmark import compare, model_features, write_results  # noqa: E402
+from tpu_convrnn.progress import Progress  # noqa: E402
+from tpu_convrnn.stimuli import load_stimuli  # noqa: E402
+
 flags.DEFINE_string("assembly", None, "Neural assembly: .nc (Brain-Score layout) or .npz.")
 flags.DEFINE_string("stimuli", None, "Stimuli: a folder of images named <stimulus_id>.<ext>, or "
                     "a CSV with 'stimulus_id' and 'path' columns, or .npz with images + "
@@ -67,12 +75,7 @@ def _layers_arg(pairs, mapping):
 def _features_from_model(assembly, layers, candidates):
     import numpy as np
 
-    from tpu_convrnn import gin_bindings
-    from tpu_convrnn.gin_bindings import parse_gin
     from tpu_convrnn.model.builders import load_into
-    from tpu_convrnn.neural.benchmark import model_features
-    from tpu_convrnn.progress import Progress
-    from tpu_convrnn.stimuli import load_stimuli
     parse_gin(FLAGS.gin_file, FLAGS.gin_param + [f"model.presentation = '{FLAGS.presentation}'"])
     model = gin_bindings.configured_model()
     if FLAGS.checkpoint:
@@ -141,9 +144,6 @@ def _check_before_features(assembly, layers):
 
 
 def run():
-    from tpu_convrnn.neural.assembly import load_assembly
-    from tpu_convrnn.neural.benchmark import compare, write_results
-    from tpu_convrnn.progress import Progress
     if not FLAGS.assembly:
         raise ValueError("--assembly is required")
     if bool(FLAGS.features) == bool(FLAGS.stimuli):
@@ -185,5 +185,4 @@ def _main(argv):
 
 
 if __name__ == "__main__":
-    from tpu_convrnn import cli
     cli.run(_main, __doc__)

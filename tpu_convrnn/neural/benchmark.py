@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from tpu_convrnn.neural import fit, temporal
+from tpu_convrnn.neural.plot import plot_predictivity
 
 METRICS = ("r", "r_corrected", "ev_ceiled")
 
@@ -155,6 +156,5 @@ def write_results(ds, prefix: str, others=None) -> list:
                     "sem"])
         for row in summary_table(ds):
             w.writerow([ds.attrs["model"], *row])
-    from tpu_convrnn.neural.plot import plot_predictivity
     plot_predictivity([ds] + list(others or []), prefix + ".png")
     return [prefix + ext for ext in (".nc", ".csv", ".png")]

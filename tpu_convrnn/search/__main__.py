@@ -21,6 +21,15 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# (none of these loads TensorFlow: --help and argument errors come before it)
+from tpu_convrnn.files import writable_folder  # noqa: E402
+from tpu_convrnn.search import candidate, study as study_lib  # noqa: E402
+from tpu_convrnn.search.config import SearchSpace, StudyConfig, configured, locate  # noqa: E402
+from tpu_convrnn.search.record import TrialRecord  # noqa: E402
+from tpu_convrnn.search.runner import RunnerBroken  # noqa: E402
+from tpu_convrnn.search.study import (end_reason, end_reason_counts, mask_url,  # noqa: E402
+                                      open_storage, storage_url)
+
 
 def _parser():
     p = argparse.ArgumentParser(prog="python -m tpu_convrnn.search",
@@ -64,8 +73,6 @@ class Setup:
     """What every command derives from the flags: the space, the settings, the storage."""
 
     def __init__(self, args, with_heartbeat=True):
-        from tpu_convrnn.search.config import SearchSpace, StudyConfig, configured, locate
-        from tpu_convrnn.search.study import open_storage, storage_url
         self.space, self.cfg = configured([args.space], args.gin_param)
         where = locate([args.space])
         if not isinstance(self.space, SearchSpace) or not isinstance(self.cfg, StudyConfig):
@@ -75,7 +82,6 @@ class Setup:
         self.args = args
         self.name = args.study_name or self.cfg.name or \
             os.path.splitext(os.path.basename(args.space))[0]
-        from tpu_convrnn.files import writable_folder
         self.url = storage_url(args.storage, args.study_dir, args.storage_password_file)
         self.fresh = not os.path.exists(args.study_dir)  # (made here: removed on errors)
         writable_folder(args.study_dir, "--study_dir")
@@ -92,9 +98,7 @@ class Setup:
 
 
 def run(args) -> int:
-    from tpu_convrnn.search import candidate, references, study as study_lib
-    from tpu_convrnn.search.record import TrialRecord
-    from tpu_convrnn.search.study import mask_url
+    from tpu_convrnn.search import references  # (loads TensorFlow)
     if args.workers < 1 or args.n_trials < 1:
         raise ValueError("--workers and --n_trials must be positive")
     s = Setup(args)
@@ -122,7 +126,6 @@ def run(args) -> int:
 
 
 def _work(args, s, study, split, warmup_fraction) -> int:
-    from tpu_convrnn.search.study import end_reason, end_reason_counts
     from tpu_convrnn.search.worker import Worker
     trials_dir = args.trials_dir or os.path.join(os.path.abspath(args.study_dir), "trials")
     worker = Worker(study, s.space, s.cfg, os.path.abspath(args.study_dir), trials_dir, split,
@@ -171,7 +174,6 @@ def report(args) -> int:
     try:
         study = optuna.load_study(study_name=s.name, storage=s.storage)
     except KeyError:
-        from tpu_convrnn.search.study import mask_url
         if s.fresh:  # a report of a missing study leaves no empty folder behind
             shutil.rmtree(args.study_dir, ignore_errors=True)
         where = mask_url(s.url) if args.storage else "the study folder"
@@ -189,7 +191,6 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:
-        from tpu_convrnn.search.runner import RunnerBroken
         if not isinstance(e, RunnerBroken):
             raise
         print(f"error: RunnerBroken: {e}", file=sys.stderr)

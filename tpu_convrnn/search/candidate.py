@@ -12,8 +12,8 @@ import hashlib
 import json
 import os
 
-from tpu_convrnn import files
-from tpu_convrnn.gin_bindings import REPO_ROOT
+from tpu_convrnn import files, gin_bindings
+from tpu_convrnn.gin_bindings import REPO_ROOT, parse_gin
 from tpu_convrnn.search.config import plain
 
 # Keys of a cell's config that say how it is computed or named, not what it computes.
@@ -58,9 +58,6 @@ def write_trial_gin(path: str, space, bindings: dict, split_gin: str | None,
 def parse_trial_gin(path: str, params=()):
     """(model_fn, TrainConfig, DataConfig) of a gin file, parsed afresh."""
     import gin
-
-    from tpu_convrnn import gin_bindings
-    from tpu_convrnn.gin_bindings import parse_gin
     gin.clear_config()
     parse_gin([path], list(params))
     return gin_bindings.configured_model, gin_bindings.configured_train(), \

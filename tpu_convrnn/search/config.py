@@ -22,6 +22,7 @@ import dataclasses
 import math
 import re
 
+from tpu_convrnn import gin_bindings
 from tpu_convrnn.search.knobs import parse_knob
 
 FEEDBACK_KNOBS = ("feedback_entry", "feedback_filter_size", "feedback_depth_separable",
@@ -296,8 +297,6 @@ def configured(files, params=()) -> tuple:
     """``(SearchSpace, StudyConfig)`` that the gin ``files`` and ``params`` bind (``space.*``,
     ``study.*``, after ``gin.clear_config()``); registers the two configurables first."""
     import gin
-
-    from tpu_convrnn import gin_bindings
     space, study = gin_bindings.register("space", SearchSpace), \
         gin_bindings.register("study", StudyConfig)
     gin.clear_config()

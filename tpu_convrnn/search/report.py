@@ -20,6 +20,7 @@ import os
 import statistics
 
 from tpu_convrnn.search import candidate, sample
+from tpu_convrnn.search.knobs import parse_knob
 from tpu_convrnn.search.record import TrialRecord
 from tpu_convrnn.search.study import end_reason, end_reason_counts, origin_number
 
@@ -67,7 +68,6 @@ def top_trials(study, cfg, n):
 def median_params(space, trials) -> dict:
     """Per-parameter median (numbers; ints rounded) or mode (categories) over ``trials``;
     edges kept if present in more than half; feedback settings over the trials that had them."""
-    from tpu_convrnn.search.knobs import parse_knob
     out = {}
 
     def combine(values, knob):

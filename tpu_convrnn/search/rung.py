@@ -29,6 +29,9 @@ import sys
 import time
 import traceback
 
+from tpu_convrnn import gin_bindings
+from tpu_convrnn.files import write_atomic
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 STATUSES = ("done", "preempted", "diverged", "failed")
@@ -55,7 +58,6 @@ class RungResult:
             raise ValueError(f"rung status {self.status!r}: expected one of {STATUSES}")
 
     def write(self, path: str):
-        from tpu_convrnn.files import write_atomic
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         data = dataclasses.asdict(self)
         data["rss_mb"] = None if math.isnan(self.rss_mb) else round(self.rss_mb)
@@ -115,7 +117,6 @@ def run_rung(gin_file: str, model_dir: str, steps: int, checkpoint_every: int,
     import gin
     import keras
 
-    from tpu_convrnn import gin_bindings
     from tpu_convrnn.training.experiment import train_and_evaluate
     from tpu_convrnn.training.train import TrainingDiverged
     t0 = time.monotonic()

@@ -26,9 +26,11 @@ import os
 import random
 import time
 
-from tpu_convrnn.files import error_reason
+from tpu_convrnn.files import error_reason, write_atomic
 from tpu_convrnn.search import record
+from tpu_convrnn.search.candidate import gin_value
 from tpu_convrnn.search.config import SearchSpace, StudyConfig
+from tpu_convrnn.search.heartbeat import Heartbeat
 from tpu_convrnn.search.record import TrialRecord
 
 PASSWORD_ENV = "TPU_CONVRNN_STORAGE_PASSWORD"
@@ -290,8 +292,6 @@ def prepare_split(study_dir: str, data, minival_examples: int) -> str:
                          f"({data.train_pattern}) have only {count} examples outside their "
                          "first shard")
     train = files[:len(files) - len(held)]
-    from tpu_convrnn.files import write_atomic
-    from tpu_convrnn.search.candidate import gin_value
     write_atomic(path, "\n".join([
         f"# The search's data: {len(train)} training shards, and {len(held)} held-out shards "
         f"({count} examples) of the training files as its evaluation set (minival).",
@@ -348,8 +348,6 @@ def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: 
     import warnings
 
     import optuna
-
-    from tpu_convrnn.search.heartbeat import Heartbeat
     storage = study._storage  # (Optuna keeps the study's storage here; no public accessor)
     interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
     while True:
