@@ -12,11 +12,10 @@ import keras
 from keras import ops
 
 from tpu_convrnn.model import tf1_ops
+from tpu_convrnn.model.initializers import VARIANCE_SCALING
 
 POINTWISE = ("elu", "relu", "sigmoid", "tanh", "identity")
 KINDS = ("conv", "fc", "maxpool", "gap", "residual_add") + POINTWISE
-VARIANCE_SCALING = {"class_name": "VarianceScaling", "config": {
-    "scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"}}
 
 
 def normalize_op(op, where):

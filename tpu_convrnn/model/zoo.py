@@ -11,12 +11,12 @@ from __future__ import annotations
 import copy
 
 from tpu_convrnn.model.cells import CELLS, LSTM_SHALLOW
-from tpu_convrnn.model.node_ops import VARIANCE_SCALING
+from tpu_convrnn.model.initializers import (VARIANCE_SCALING, constant, random_normal,
+                                             variance_scaling)
 
 WD = 1e-4
-READOUT_INIT = {"class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 0.01}}
-VS_SEED0 = {"class_name": "VarianceScaling", "config": {
-    "scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal", "seed": 0}}
+READOUT_INIT = random_normal(0.01)
+VS_SEED0 = variance_scaling(1.0, seed=0)
 
 
 def _conv(filters, k, strides=1, activation=None, name="pre_0", padding="same",
@@ -57,10 +57,6 @@ def _family_cell(family, depth, layer):
     raise ValueError(f"unknown cell family {family!r}")
 
 
-def _const(v):
-    return {"class_name": "Constant", "config": {"value": v}}
-
-
 # ---------------------------------------------------------------------------------- skeletons
 def shallow_nodes(family=None, pre_activation=None):
     """Shallow skeleton (spec §3.1); cells in conv3-conv5 (``family=None``: feedforward)."""
@@ -78,7 +74,7 @@ def shallow_nodes(family=None, pre_activation=None):
 def _fc_readout():
     return {"name": "imnetds", "pre": ["gap", {
         "op": "fc", "units": 1000, "kernel_initializer": READOUT_INIT,
-        "bias_initializer": _const(1.0), "weight_decay": WD, "name": "pre_3"}]}
+        "bias_initializer": constant(1.0), "weight_decay": WD, "name": "pre_3"}]}
 
 
 RESIDUAL_LAYERS = (("conv2", 64, False), ("conv3", 64, False), ("conv4", 128, True),

@@ -15,6 +15,7 @@ turns params into the ``model.*`` / ``train.*`` values a trial's gin file binds.
 from __future__ import annotations
 
 from tpu_convrnn.model import zoo
+from tpu_convrnn.model.initializers import variance_scaling
 from tpu_convrnn.search.config import SearchSpace
 from tpu_convrnn.search.knobs import Knob
 
@@ -133,9 +134,7 @@ def _cell_arguments(space: SearchSpace, cfg: dict) -> dict:
     multipliers."""
     cfg = dict(cfg)
     if "init_scale" in cfg:
-        cfg["kernel_initializer"] = {"class_name": "VarianceScaling", "config": {
-            "scale": float(cfg.pop("init_scale")), "mode": "fan_in",
-            "distribution": "truncated_normal"}}
+        cfg["kernel_initializer"] = variance_scaling(float(cfg.pop("init_scale")))
     if space.tie_multipliers:
         for gate in ("tau", "gate"):
             if f"{gate}_offset" in cfg:

@@ -7,27 +7,22 @@
 """
 from __future__ import annotations
 
-
-def _vs(scale):
-    return {"class_name": "VarianceScaling", "config": {
-        "scale": scale, "mode": "fan_in", "distribution": "truncated_normal"}}
-
-
-def _const(v):
-    return {"class_name": "Constant", "config": {"value": v}}
-
+from tpu_convrnn.model.initializers import constant, variance_scaling
 
 # configs/lstm_shallow.npz, as spec §4.4 tabulates it.
 LSTM_SHALLOW = {
     "conv3": dict(kernel_size=2, depth=128, layer_norm=True, peepholes=False,
-                  forget_bias=1.3561755203084322, bias_initializer=_const(1.6427688907776656),
-                  kernel_initializer=_vs(0.7008842622125534), weight_decay=5.434329000564743e-06),
+                  forget_bias=1.3561755203084322, bias_initializer=constant(1.6427688907776656),
+                  kernel_initializer=variance_scaling(0.7008842622125534),
+                  weight_decay=5.434329000564743e-06),
     "conv4": dict(kernel_size=3, depth=256, layer_norm=True, peepholes=True,
-                  forget_bias=0.977962918535079, bias_initializer=_const(-1.166018906771675),
-                  kernel_initializer=_vs(1.8314561102978617), weight_decay=7.612613874483112e-06),
+                  forget_bias=0.977962918535079, bias_initializer=constant(-1.166018906771675),
+                  kernel_initializer=variance_scaling(1.8314561102978617),
+                  weight_decay=7.612613874483112e-06),
     "conv5": dict(kernel_size=4, depth=256, layer_norm=True, peepholes=False,
-                  forget_bias=0.9249280259963113, bias_initializer=_const(-1.3495015766804237),
-                  kernel_initializer=_vs(0.8937636886958731), weight_decay=3.038054940623377e-06),
+                  forget_bias=0.9249280259963113, bias_initializer=constant(-1.3495015766804237),
+                  kernel_initializer=variance_scaling(0.8937636886958731),
+                  weight_decay=3.038054940623377e-06),
 }
 
 
@@ -45,6 +40,5 @@ MEDIAN_CONFIG = dict(
     cell_to_out=False, cell_residual=False, residual_to_out_gate=False, layer_norm=False,
     feedback_entry="out", feedback_filter_size=1, feedback_depth_separable=False,
     feedback_activation="identity", use_bias=True, weight_decay=0.0002033999204146308,
-    kernel_initializer={"class_name": "VarianceScaling", "config": {
-        "scale": 0.6393378386273998, "mode": "fan_in", "distribution": "truncated_normal"}},
+    kernel_initializer=variance_scaling(0.6393378386273998),
 )
