@@ -163,7 +163,6 @@ class SeparableConv2D(keras.layers.SeparableConv2D):
     execution setting ``depthwise``, read when the layer is called."""
 
     def __init__(self, *args, **kwargs):
-        execution.drop_legacy_keys(kwargs)
         super().__init__(*args, **kwargs)
         if self.padding != "same" or tuple(self.strides) != (1, 1) or \
                 self.depth_multiplier != 1 or tuple(self.dilation_rate) != (1, 1) or \

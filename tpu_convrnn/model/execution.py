@@ -47,18 +47,6 @@ _default = Settings()
 _stack: list[Settings] = []
 
 
-#: Model and layer arguments of earlier versions that are execution settings now.
-LEGACY_KEYS = ("depthwise", "depthwise_method", "fuse_convs", "remat")
-
-
-def drop_legacy_keys(kwargs: dict) -> dict:
-    """Removes ``LEGACY_KEYS`` from a layer's constructor arguments (configs saved by earlier
-    versions hold them; they never changed a value)."""
-    for key in LEGACY_KEYS:
-        kwargs.pop(key, None)
-    return kwargs
-
-
 def _checked(base: Settings, changes: dict) -> Settings:
     names = [f.name for f in dataclasses.fields(Settings)]
     for key, value in changes.items():

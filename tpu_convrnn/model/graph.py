@@ -59,7 +59,7 @@ class ConvRNN(keras.Model):
 
     def __init__(self, nodes, edges, times, image_off=None, readout=None, readout_node=None,
                  image_size=224, window=None, normalize=True, **kwargs):
-        super().__init__(**execution.drop_legacy_keys(kwargs))
+        super().__init__(**kwargs)
         # Plain copies are kept for building: once assigned to the model, Keras wraps them in
         # tracked containers that reference the model, and deep-copying those (as Node does
         # with its memory config) would copy every layer built so far.

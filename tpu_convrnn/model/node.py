@@ -32,7 +32,7 @@ import keras
 from keras import ops
 
 from tpu_convrnn.model import cells as cells_lib
-from tpu_convrnn.model import execution, node_ops, tf1_ops
+from tpu_convrnn.model import node_ops, tf1_ops
 
 
 @keras.saving.register_keras_serializable(package="tpu_convrnn")
@@ -43,7 +43,6 @@ class Node(keras.layers.Layer):
     from the layers (``compute_output_shape``) and ``summary()`` shows each op."""
 
     def __init__(self, pre=(), memory=None, post=(), **kwargs):
-        execution.drop_legacy_keys(kwargs)
         super().__init__(**kwargs)
         self.pre_config = [node_ops.normalize_op(o, f"node '{self.name}' pre") for o in pre]
         self.post_config = [node_ops.normalize_op(o, f"node '{self.name}' post") for o in post]

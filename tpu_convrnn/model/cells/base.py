@@ -21,7 +21,7 @@ from keras import ops
 
 from tpu_convrnn.model import depthwise
 
-from tpu_convrnn.model import execution, tf1_ops
+from tpu_convrnn.model import tf1_ops
 
 
 class ConvCell(keras.layers.Layer):
@@ -37,7 +37,6 @@ class ConvCell(keras.layers.Layer):
 
     def __init__(self, weight_decay: float = 0.0, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
-        execution.drop_legacy_keys(kwargs)
         super().__init__(**kwargs)
         self.weight_decay = float(weight_decay or 0.0)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
