@@ -25,10 +25,10 @@ def tfds_dir(tmp_path_factory):
 
 
 def test_tfds_dataset_goes_through_the_same_preprocessing(tfds_dir):
-    ds, num_classes = tfds_source.tfds_records("dummy_mnist", "train", data_dir=tfds_dir)
-    encoded, label = next(iter(ds))
+    builder = tfds_source.prepared_builder("dummy_mnist", data_dir=tfds_dir)
+    encoded, label, _ = next(iter(tfds_source.read(builder, "train")))
     assert encoded.dtype == tf.string  # kept encoded: crop before decode
-    assert num_classes == 10 and 0 <= int(label) < 10  # TFDS labels are 0-based
+    assert tfds_source.num_classes(builder) == 10 and 0 <= int(label) < 10  # 0-based labels
     cfg = DataConfig(source="tfds", tfds_name="dummy_mnist", tfds_eval_split="test",
                      tfds_data_dir=tfds_dir).resolved()
     assert cfg.num_classes == 10 and cfg.label_offset == 0
@@ -40,10 +40,9 @@ def test_tfds_dataset_goes_through_the_same_preprocessing(tfds_dir):
 
 def test_imagenet2012_with_a_manual_dir(tmp_path):
     with tfds.testing.mock_data(num_examples=2):
-        ds, num_classes = tfds_source.tfds_records("imagenet2012", "validation",
-                                                   manual_dir=str(tmp_path))
-        assert num_classes == 1000
-        assert len(list(ds)) == 2
+        builder = tfds_source.prepared_builder("imagenet2012", manual_dir=str(tmp_path))
+        assert tfds_source.num_classes(builder) == 1000
+        assert len(list(tfds_source.read(builder, "validation"))) == 2
 
 
 def test_evaluation_reads_every_example_once_over_hosts(tfds_dir):

@@ -88,10 +88,3 @@ def eval_examples(builder, split: str):
             counted[len(parts)] = [_count(read(builder, p)) for p in parts]
         return read(builder, parts[host]), counted[len(parts)]
     return fn
-
-
-def tfds_records(name: str, split: str, data_dir=None, manual_dir=None, download=False):
-    """(encoded image, 0-based int32 label) pairs of a TFDS split in order, and its
-    num_classes (the Python API; a run reads through ``train_examples``/``eval_examples``)."""
-    builder = prepared_builder(name, data_dir, manual_dir, download)
-    return read(builder, split).map(lambda jpeg, label, key: (jpeg, label)), num_classes(builder)

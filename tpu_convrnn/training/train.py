@@ -105,7 +105,7 @@ class Trainer:
     """Builds model and optimizer under the strategy, restores, and trains."""
 
     def __init__(self, model_fn, cfg: TrainConfig, strategy: tf.distribute.Strategy,
-                 model_dir: str, log=None, summary_dir: str | None = None):
+                 model_dir: str, log=None):
         cfg.check()
         self.cfg, self.strategy = cfg, strategy
         self.log = log or (lambda msg: print(msg, flush=True))
@@ -123,7 +123,7 @@ class Trainer:
         self.checkpoints = TrainingCheckpoints(
             self.model, self.optimizer, f"{model_dir}/{CHECKPOINT_SUBDIR}",
             cfg.keep_checkpoints, chief=self.chief, worker_id=worker_id, log=self.log)
-        self.writer = tf.summary.create_file_writer(summary_dir or f"{model_dir}/train") \
+        self.writer = tf.summary.create_file_writer(f"{model_dir}/train") \
             if self.chief else tf.summary.create_noop_writer()
         self._loop = None
         self._input = None  # (dataset_fn, step it continues from, iterator)
@@ -153,11 +153,6 @@ class Trainer:
         """The next checkpoint step: a multiple of ``save_interval``, or the last step."""
         return min(self.cfg.train_steps, (self.step // self.save_interval + 1) *
                    self.save_interval)
-
-    @property
-    def preempted(self) -> bool:
-        """SIGTERM arrived (here, or on another host as of the last ``stop_requested``)."""
-        return self.preemption.requested
 
     def stop_requested(self) -> bool:
         """Whether SIGTERM reached this host or any other: a collective with several hosts
