@@ -94,7 +94,7 @@ class Node(keras.layers.Layer):
                 raise ValueError(f"node '{self.name}': the cell needs a [N, H, W, C] drive, the "
                                  f"pre-memory ops give {shape}")
             steps.append((self.cell, "memory", shape))
-            shape = shape[:3] + (self.cell.output_depth_for(int(shape[3])),)
+            shape = self.cell.compute_output_shape(shape)[0]
         for layer in self.post_ops:
             steps.append((layer, "post", shape))
             shape = node_ops.output_shape(layer, shape, f"node '{self.name}' post")

@@ -170,3 +170,25 @@ def test_every_cell_passes_the_keras_layer_harness(kind):
         # (the harness trains a model that calls the layer with one positional input; a cell
         # takes its drive, state and layer input by name: trained in test_train instead)
         run_training_check=False)
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_compute_output_shape_needs_no_build_and_matches_a_step(kind):
+    """Keras' shape rule, asked of a fresh cell, gives the shapes an eager step returns."""
+    fresh = make_cell(kind, **KWARGS[kind])
+    out_shape, state_shapes = fresh.compute_output_shape((N, H, W, I))
+    assert not fresh.built
+    cell, x_shape = _build(kind)
+    drive = keras.ops.convert_to_tensor(
+        np.random.default_rng(0).normal(size=(N, H, W, I)).astype("float32"))
+    inputs = None if x_shape is None else keras.ops.ones(x_shape)
+    out, state = cell(drive, cell.get_initial_state(N), inputs=inputs)
+    assert tuple(out.shape) == out_shape
+    assert tuple(tuple(s.shape) for s in state) == state_shapes
+
+
+def test_reciprocal_shape_rule_follows_out_and_cell_depth():
+    cell = make_cell("reciprocal_gated", out_depth=7, cell_depth=3)
+    assert cell.compute_output_shape((None, 4, 4, 5)) == (
+        (None, 4, 4, 7), ((None, 4, 4, 3), (None, 4, 4, 7)))
+    assert make_cell("reciprocal_gated").compute_output_shape((2, 4, 4, 5))[0] == (2, 4, 4, 5)

@@ -90,22 +90,27 @@ class ConvCell(keras.layers.Layer):
         are set."""
         raise NotImplementedError
 
-    def state_depths(self) -> dict:  # pragma: no cover - abstract
-        """Mapping state name -> channel depth (valid once built)."""
+    def state_depths(self, drive_depth: int) -> dict:  # pragma: no cover - abstract
+        """Mapping state name -> channel depth for a drive of ``drive_depth`` channels (known
+        before building: it follows from the config and the drive)."""
         raise NotImplementedError
 
-    def output_depth_for(self, drive_depth: int) -> int:
-        """Channels of the output for a drive of ``drive_depth`` channels (before building)."""
-        return int(getattr(self, "depth", None) or drive_depth)
+    def compute_output_shape(self, drive_shape, state_shape=None, inputs_shape=None,
+                             feedback_shape=None):
+        """Keras' shape rule for one step: ``(output shape, state shapes)`` for a drive of
+        ``drive_shape`` ([N, H, W, C]); needs no build. The other inputs never change it."""
+        n, h, w = tuple(drive_shape[:3])
+        depths = self.state_depths(int(drive_shape[3]))
+        return (n, h, w, depths["h"]), tuple((n, h, w, depths[s]) for s in self.state_names)
 
     @property
     def output_depth(self) -> int:
         """Channels of the cell's output (valid once built)."""
-        return self.state_depths()["h"]
+        return self.state_depths(self.drive_depth)["h"]
 
     def state_shapes(self) -> tuple:
-        """(H, W, depth) of each state tensor, in ``state_names`` order."""
-        depths = self.state_depths()
+        """(H, W, depth) of each state tensor, in ``state_names`` order (valid once built)."""
+        depths = self.state_depths(self.drive_depth)
         return tuple((self.height, self.width, depths[n]) for n in self.state_names)
 
     def get_initial_state(self, batch_size):

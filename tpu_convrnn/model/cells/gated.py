@@ -30,7 +30,7 @@ class FusedGateCell(ConvCell):
         self.fused = self.make_conv(self.conv_name, self.n_gates * self.depth, self.kernel_size,
                                     self.drive_depth + self.depth, bias_decay=self.weight_decay)
 
-    def state_depths(self):
+    def state_depths(self, drive_depth):
         return {"h": self.depth}
 
     def fused_gates(self, drive, h):

@@ -30,8 +30,8 @@ class LateralCell(ConvCell):
         d = self.drive_depth
         self.conv_l = self.make_conv("l", d, self.kernel_size, d, bias_decay=self.weight_decay)
 
-    def state_depths(self):
-        return {"h": self.drive_depth}
+    def state_depths(self, drive_depth):
+        return {"h": drive_depth}
 
     def step(self, drive, state, inputs, feedback):
         h = self._act(drive + self.conv_l(state[0]))

@@ -56,7 +56,7 @@ class LSTMCell(FusedGateCell):
                     name=f"w_{g}_diag", shape=(self.height, self.width, self.depth),
                     initializer=self.peephole_initializer)
 
-    def state_depths(self):
+    def state_depths(self, drive_depth):
         return {"c": self.depth, "h": self.depth}
 
     def step(self, drive, state, inputs, feedback):

@@ -97,11 +97,9 @@ class ReciprocalGatedCell(ConvCell):
                               "feedback_entry='cell'", "none")
 
     # ------------------------------------------------------------------ building
-    def output_depth_for(self, drive_depth):
-        return int(self.out_depth or drive_depth)
-
-    def state_depths(self):
-        return {"c": self.cell_depth_, "h": self.out_depth_}
+    def state_depths(self, drive_depth):
+        out = int(self.out_depth or drive_depth)
+        return {"c": int(self.cell_depth or out), "h": out}
 
     def _conv(self, name, reads, filters, k, separable=False, **kw):
         """The conv ``name`` of the tensor ``reads`` ('u' drive, 'c', 'h' states, 'x' layer
@@ -114,8 +112,8 @@ class ReciprocalGatedCell(ConvCell):
 
     def build_cell(self):
         i, x = self.drive_depth, self.inputs_depth
-        d = self.out_depth_ = self.out_depth or i
-        c = self.cell_depth_ = self.cell_depth or d
+        depths = self.state_depths(i)
+        d, c = self.out_depth_, self.cell_depth_ = depths["h"], depths["c"]
         if not self.input_to_out and d != i:
             raise self._error("drive channels", f"{d} (out_depth; input_to_out=False feeds the "
                               "drive to the out state directly)", i)

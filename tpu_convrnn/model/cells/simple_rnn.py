@@ -38,7 +38,7 @@ class SimpleRNNCell(ConvCell):
                                             dtype=self.dtype_policy)
             self.norm.build((None, self.height, self.width, d))
 
-    def state_depths(self):
+    def state_depths(self, drive_depth):
         return {"h": self.depth}
 
     def step(self, drive, state, inputs, feedback):

@@ -27,8 +27,8 @@ class TimeDecayCell(ConvCell):
         self.memory_decay = self.add_weight(name="memory_decay", shape=(1,), initializer="zeros",
                                             trainable=self.trainable_decay)
 
-    def state_depths(self):
-        return {"h": self.drive_depth}
+    def state_depths(self, drive_depth):
+        return {"h": drive_depth}
 
     def step(self, drive, state, inputs, feedback):
         s = ops.cast(self.memory_decay, self.compute_dtype) * state[0] + drive
