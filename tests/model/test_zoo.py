@@ -118,8 +118,15 @@ def test_width_scales_cell_depths():
 def test_grow_image_size_finds_the_smallest_size_the_graph_takes():
     # shallow: conv1 stride 2 and five SAME 2x2 pools give ceil(s / 64); the readout's 2x2
     # valid conv needs >= 2, so s >= 65: the first multiple of 8 is 72.
-    assert build_model("shallow_base", image_size=32, grow_image_size=True).image_size == 72
+    grown = build_model("shallow_base", image_size=32, grow_image_size=True)
+    assert grown.image_size == 72
     assert build_model("shallow_base", image_size=96, grow_image_size=True).image_size == 96
+    # the size found is the config's: a model rebuilt from it takes 72 px with no flag
+    config = grown.get_config()
+    assert config["image_size"] == 72 and "grow_image_size" not in config
+    assert type(grown).from_config(config).image_size == 72
+    with pytest.raises(ValueError, match="node 'imnetds' pre: a 2x2 'valid' conv"):
+        build_model("shallow_base", image_size=32)
 
 
 def test_grow_image_size_leaves_the_initial_weights_alone():

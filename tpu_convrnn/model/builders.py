@@ -9,7 +9,6 @@ import os
 
 from tpu_convrnn.model import zoo
 from tpu_convrnn.model.graph import ConvRNN
-from tpu_convrnn.model.graph_structure import feedforward_shapes
 from tpu_convrnn.model.tf1_checkpoint import load_tf1_checkpoint
 
 
@@ -23,31 +22,16 @@ def build_model(base: str = "rgc_intermediate", cells=None, depths=None, add_edg
     ``cells``, ``depths``, ``add_edges``, ``remove_edges``, ``presentation``, ``times``,
     ``image_off``, ``readout``, ``width`` and ``num_classes`` are described in
     ``zoo.graph_config``. ``image_size`` is the input resolution (224 for the released models),
-    ``dtype`` a Keras dtype policy such as ``"mixed_bfloat16"``. ``grow_image_size``: if the
-    graph cannot take ``image_size`` (e.g. the shallow readout's 2x2 valid conv needs a 2x2
-    map), use the smallest larger multiple of 8 that it can (for small-image CPU runs of any
-    model). How the model is computed (remat, depthwise kernels, fused convolutions, work
+    ``dtype`` a Keras dtype policy such as ``"mixed_bfloat16"``. ``grow_image_size``: take the
+    smallest larger multiple of 8 if the graph cannot take ``image_size`` (``ConvRNN``). How the model is computed (remat, depthwise kernels, fused convolutions, work
     elimination) is not an argument: see ``tpu_convrnn.model.execution``.
     """
     cfg = zoo.graph_config(base, cells=cells, depths=depths, add_edges=add_edges,
                            remove_edges=remove_edges, presentation=presentation, times=times,
                            image_off=image_off, readout=readout, width=width,
                            num_classes=num_classes)
-    if grow_image_size:
-        image_size = smallest_image_size(cfg, image_size)
-    return ConvRNN(**cfg, image_size=image_size, dtype=dtype, name=name or base)
-
-
-def smallest_image_size(cfg: dict, start: int, step: int = 8, limit: int = 1024) -> int:
-    """The smallest size >= ``start`` (then multiples of ``step``) that the graph can take."""
-    for size in [start] + list(range((start // step + 1) * step, limit + 1, step)):
-        try:
-            feedforward_shapes(cfg["nodes"], cfg["edges"], size)
-            return size
-        except ValueError:
-            continue
-    feedforward_shapes(cfg["nodes"], cfg["edges"], start)  # raises the error at ``start``
-    return start
+    return ConvRNN(**cfg, image_size=image_size, grow_image_size=grow_image_size, dtype=dtype,
+                   name=name or base)
 
 
 def load_model(name: str, checkpoint: str | None = None, **overrides) -> ConvRNN:

@@ -55,10 +55,16 @@ def _whole(value, name):
 
 @keras.saving.register_keras_serializable(package="tpu_convrnn")
 class ConvRNN(keras.Model):
-    """A ConvRNN unrolled for a fixed number of steps ``times`` (static Python loop)."""
+    """A ConvRNN unrolled for a fixed number of steps ``times`` (static Python loop).
+
+    ``image_size``: the images' side. ``grow_image_size``: if the graph cannot take it (e.g.
+    the shallow readout's 2x2 valid conv needs a 2x2 map), take the smallest larger multiple of
+    8 that it can (for small-image CPU runs of any model); the size found is the model's
+    ``image_size`` and its config's, so the flag itself is not saved.
+    """
 
     def __init__(self, nodes, edges, times, image_off=None, readout=None, readout_node=None,
-                 image_size=224, window=None, normalize=True, **kwargs):
+                 image_size=224, window=None, normalize=True, grow_image_size=False, **kwargs):
         super().__init__(**kwargs)
         # Plain copies are kept for building: once assigned to the model, Keras wraps them in
         # tracked containers that reference the model, and deep-copying those (as Node does
@@ -71,7 +77,6 @@ class ConvRNN(keras.Model):
         self.times = _whole(times, "times")
         self.image_off = None if image_off is None else _whole(image_off, "image_off")
         self.readout_config = readout
-        self.image_size = int(image_size)
         self.normalize = bool(normalize)
         if self.times < 1:
             raise ValueError(f"times = {times}: expected a positive number of steps")
@@ -101,6 +106,8 @@ class ConvRNN(keras.Model):
             except TypeError as e:
                 raise ValueError(f"node {spec['name']!r}: {e}") from e
         self.readout = Readout(name="readout", dtype=self.dtype_policy, **readout)
+        self.image_size = (self._smallest_image_size(int(image_size)) if grow_image_size
+                           else int(image_size))
         n_nodes = len(names)
         if window is None:
             window = [self.times - 1, self.times] if not self.readout.is_temporal else \
@@ -112,6 +119,24 @@ class ConvRNN(keras.Model):
         self.build((None, self.image_size, self.image_size, 3))
 
     # ------------------------------------------------------------------ building
+    def shapes_at(self, frame):
+        """{node: output shape} for images of shape ``frame`` ([N, H, W, 3]), from the nodes'
+        shape rules (no build; ValueError naming the node and op if the graph cannot take
+        it). Output shapes depend only on the feedforward chain: feedback never changes them."""
+        return chain_shapes(self.node_names, self.ff_source, tuple(frame),
+                            lambda n, x: self.graph_nodes[n].compute_output_shape(x))
+
+    def _smallest_image_size(self, start, step=8, limit=1024):
+        """The smallest size >= ``start`` (then multiples of ``step``) the graph can take."""
+        for size in [start] + list(range((start // step + 1) * step, limit + 1, step)):
+            try:
+                self.shapes_at((None, size, size, 3))
+                return size
+            except ValueError:
+                continue
+        self.shapes_at((None, start, start, 3))  # raises the error at ``start``
+        return start
+
     def build(self, input_shape):
         """Builds every node for [N, image_size, image_size, 3] images (done when the model is
         made; the spatial size is the model's ``image_size``, a config value)."""
@@ -122,11 +147,8 @@ class ConvRNN(keras.Model):
                              "build another model for another size")
         if self.built:
             return
-        # Output shapes depend only on the feedforward chain (feedback never changes them), so
-        # they are inferred first; then every node is built knowing its feedback shapes.
-        self.output_shapes = chain_shapes(
-            self.node_names, self.ff_source, frame,
-            lambda n, x: self.graph_nodes[n].compute_output_shape(x))
+        # Output shapes are inferred first; then every node is built knowing its feedback's.
+        self.output_shapes = self.shapes_at(frame)
         for n in self.node_names:
             node = self.graph_nodes[n]
             ff = frame if self.ff_source[n] is None else self.output_shapes[self.ff_source[n]]

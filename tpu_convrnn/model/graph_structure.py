@@ -6,15 +6,9 @@
   in lexicographic order as in the original);
 * ``image_arrival(names, pairs)``: the first step at which each node's output depends on the
   image (one step per edge);
-* ``chain_shapes``: every node's output shape along the feedforward chain;
-* ``feedforward_shapes(nodes, edges, image_size)``: every node's output shape at a size.
+* ``chain_shapes``: every node's output shape along the feedforward chain.
 """
 from __future__ import annotations
-
-import contextlib
-import random
-
-from tpu_convrnn.model.node import Node
 
 
 def edge_pairs(edges):
@@ -89,26 +83,3 @@ def chain_shapes(names, ff_source, frame, output_shape) -> dict:
     for n in names:
         shapes[n] = output_shape(n, frame if ff_source[n] is None else shapes[ff_source[n]])
     return shapes
-
-
-def feedforward_shapes(nodes, edges, image_size):
-    """Output shape of every node for ``image_size`` images, without building any weights
-    (ValueError, naming the node and op, if the graph cannot take that size). The nodes made
-    to answer draw no seeds: a model built afterwards gets the initial weights it would get
-    without this call."""
-    names, ff_source, _ = parse_graph(nodes, edge_pairs(edges))
-    specs = {spec["name"]: {k: v for k, v in spec.items() if k != "name"} for spec in nodes}
-    with _seeds_untouched():
-        return chain_shapes(names, ff_source, (None, image_size, image_size, 3),
-                            lambda n, x: Node(name=n, **specs[n]).compute_output_shape(x))
-
-
-@contextlib.contextmanager
-def _seeds_untouched():
-    """Keras draws an initializer's default seed from Python's ``random`` when the
-    initializer is made (``keras.utils.set_random_seed`` seeds it); put its state back."""
-    state = random.getstate()
-    try:
-        yield
-    finally:
-        random.setstate(state)

@@ -106,12 +106,12 @@ class Node(keras.layers.Layer):
         return self._shapes(x_shape, others_shape)[1]
 
     def compute_output_spec(self, x, others=None, state=()):
-        shape = (x.shape[0],) + tuple(self.compute_output_shape(x.shape)[1:])
-        out = keras.KerasTensor(shape, dtype=self.compute_dtype)
-        states = () if self.cell is None else tuple(
-            keras.KerasTensor((x.shape[0],) + s, dtype=self.compute_dtype)
-            for s in self.cell.state_shapes())
-        return out, states
+        steps, shape = self._shapes(x.shape)  # (other inputs never change a shape)
+        drive = [s for layer, _, s in steps if layer is self.cell]
+        states = self.cell.compute_output_shape(drive[0])[1] if drive else ()
+        spec = [keras.KerasTensor((x.shape[0],) + tuple(s[1:]), dtype=self.compute_dtype)
+                for s in (shape, *states)]
+        return spec[0], tuple(spec[1:])
 
     # ------------------------------------------------------------------ building
     def build(self, x_shape, others_shape=None):

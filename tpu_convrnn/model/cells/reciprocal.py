@@ -105,15 +105,15 @@ class ReciprocalGatedCell(ConvCell):
         """The conv ``name`` of the tensor ``reads`` ('u' drive, 'c', 'h' states, 'x' layer
         input, 'f' feedback), which fixes its input depth; recorded for ``fuse_convs``."""
         self.reads[name] = reads
-        depth = {"u": self.drive_depth, "c": self.cell_depth_, "h": self.out_depth_,
-                 "x": self.inputs_depth, "f": self.feedback_depth}[reads]
+        depth = {"u": self.drive_depth, "x": self.inputs_depth, "f": self.feedback_depth,
+                 **self.state_depths(self.drive_depth)}[reads]
         kw.setdefault("use_bias", self.use_bias)
         self.convs[name] = self.make_conv(name, filters, k, depth, separable=separable, **kw)
 
     def build_cell(self):
         i, x = self.drive_depth, self.inputs_depth
         depths = self.state_depths(i)
-        d, c = self.out_depth_, self.cell_depth_ = depths["h"], depths["c"]
+        d, c = depths["h"], depths["c"]
         if not self.input_to_out and d != i:
             raise self._error("drive channels", f"{d} (out_depth; input_to_out=False feeds the "
                               "drive to the out state directly)", i)
