@@ -182,3 +182,15 @@ def test_help_exits_zero_and_loads_no_tensorflow(module, flag):
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}
     assert not imported & {"tensorflow", "keras"}, module
+
+
+@pytest.mark.parametrize("module", ["tpu_convrnn.search.worker", "tpu_convrnn.search.report",
+                                    "tpu_convrnn.search.references", "tpu_convrnn.model.zoo"])
+def test_the_search_and_the_released_graphs_import_without_keras(module):
+    """A search worker or report, and the released graphs as plain data, start without
+    loading Keras or TensorFlow (the trials load them in their own processes)."""
+    code = (f"import sys, {module}; from tpu_convrnn.model import cells; cells.KINDS; "
+            "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -1,8 +1,18 @@
-"""A dependency-free progress line for long loops (stderr, one line updated in place)."""
+"""Dependency-free progress output: a progress line for long loops (stderr, one line updated
+in place) and ``format_hms``, the "H:MM:SS" of every ETA the project prints."""
 from __future__ import annotations
 
+import math
 import sys
 import time
+
+
+def format_hms(seconds: float) -> str:
+    """``seconds`` as "H:MM:SS" ("?" when not finite, e.g. an ETA before any progress)."""
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 class Progress:

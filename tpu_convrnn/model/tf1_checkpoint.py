@@ -2,8 +2,8 @@
 
 The checkpoint's variables (``tnn_model/<layer>/...``, listed per model in the shared reference
 tables) are mapped onto the Keras model's weights by name (``tf1_name``; a cell's scope is its
-class's ``tf1_scope``). Missing, unexpected or mis-shaped variables raise one error that lists
-them all. Optimizer slots (``*/Momentum``) and ``global_step`` are ignored, as are the
+kind's, ``cells.kinds.tf1_scope``). Missing, unexpected or mis-shaped variables raise one error
+that lists them all. Optimizer slots (``*/Momentum``) and ``global_step`` are ignored, as are the
 original's constants (non-trainable ``memory_decay`` = 0 of non-cell layers, the decoders'
 unused ``probs``/``alpha`` ``softmax_beta`` = 1, and the thresh decoder's fixed
 beta/threshold), after checking that they hold the values the Keras model assumes. Reading

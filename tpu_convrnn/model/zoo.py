@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 
-from tpu_convrnn.model.cells import CELLS, LSTM_SHALLOW
+from tpu_convrnn.model.cells import LSTM_SHALLOW, tf1_scope
 from tpu_convrnn.model.initializers import (VARIANCE_SCALING, constant, random_normal,
                                              variance_scaling)
 
@@ -32,7 +32,7 @@ def _chain(names):
 
 # ---------------------------------------------------------------------------------- cells
 def _cell(kind, **kw):
-    return {"kind": kind, "name": CELLS[kind].tf1_scope, **kw}
+    return {"kind": kind, "name": tf1_scope(kind), **kw}
 
 
 def _family_cell(family, depth, layer):
@@ -294,7 +294,7 @@ def graph_config(base: str, cells=None, depths=None, add_edges=(), remove_edges=
             raise ValueError(f"cells: unknown layer {layer!r} (layers: {', '.join(nodes)})")
         if cell is not None:
             cell = dict(cell)
-            cell.setdefault("name", getattr(CELLS.get(cell.get("kind")), "tf1_scope", "cell"))
+            cell.setdefault("name", tf1_scope(cell.get("kind")))
         nodes[layer]["memory"] = cell
     for layer, depth in (depths or {}).items():
         if layer not in nodes:

@@ -23,12 +23,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # (none of these loads TensorFlow: --help and argument errors come before it)
 from tpu_convrnn.files import writable_folder  # noqa: E402
-from tpu_convrnn.search import candidate, study as study_lib  # noqa: E402
+from tpu_convrnn.search import candidate, references, study as study_lib  # noqa: E402
+from tpu_convrnn.search import report as report_lib  # noqa: E402
 from tpu_convrnn.search.config import SearchSpace, StudyConfig, configured, locate  # noqa: E402
 from tpu_convrnn.search.record import TrialRecord  # noqa: E402
 from tpu_convrnn.search.runner import RunnerBroken  # noqa: E402
 from tpu_convrnn.search.study import (end_reason, end_reason_counts, mask_url,  # noqa: E402
                                       open_storage, storage_url)
+from tpu_convrnn.search.worker import Worker  # noqa: E402
 
 
 def _parser():
@@ -98,7 +100,6 @@ class Setup:
 
 
 def run(args) -> int:
-    from tpu_convrnn.search import references  # (loads TensorFlow)
     if args.workers < 1 or args.n_trials < 1:
         raise ValueError("--workers and --n_trials must be positive")
     s = Setup(args)
@@ -126,7 +127,6 @@ def run(args) -> int:
 
 
 def _work(args, s, study, split, warmup_fraction) -> int:
-    from tpu_convrnn.search.worker import Worker
     trials_dir = args.trials_dir or os.path.join(os.path.abspath(args.study_dir), "trials")
     worker = Worker(study, s.space, s.cfg, os.path.abspath(args.study_dir), trials_dir, split,
                     warmup_fraction, args.worker_index, args.tpu)
@@ -168,7 +168,6 @@ def _start_workers(args) -> int:
 
 
 def report(args) -> int:
-    from tpu_convrnn.search import report as report_lib
     s = Setup(args, with_heartbeat=False)
     import optuna
     try:

@@ -14,6 +14,7 @@ import os
 
 from tpu_convrnn import files, gin_bindings
 from tpu_convrnn.gin_bindings import REPO_ROOT, parse_gin
+from tpu_convrnn.model import cells
 from tpu_convrnn.search.config import plain
 
 # Keys of a cell's config that say how it is computed or named, not what it computes.
@@ -110,8 +111,7 @@ def canonical_cell(cell) -> dict | None:
     ``MedianReciprocalGatedCell`` is a ``ReciprocalGatedCell`` with other defaults."""
     if cell is None:
         return None
-    from tpu_convrnn.model.cells import ConvCell
-    generic = next(c for c in type(cell).__mro__ if ConvCell in c.__bases__)
+    generic = next(c for c in type(cell).__mro__ if cells.ConvCell in c.__bases__)
     cfg = {k: v for k, v in cell.get_config().items() if k not in _NOT_MATH}
     return {"class": generic.__name__, **cfg}
 

@@ -23,6 +23,7 @@ import math
 import re
 
 from tpu_convrnn import gin_bindings
+from tpu_convrnn.model import cells, zoo
 from tpu_convrnn.search.knobs import parse_knob
 
 FEEDBACK_KNOBS = ("feedback_entry", "feedback_filter_size", "feedback_depth_separable",
@@ -101,8 +102,6 @@ class SearchSpace:
     def check(self, where=None):
         """Errors that need no model, naming the space file and line (``where(field, token)``
         gives "file:line" of a binding, see ``locate``)."""
-        from tpu_convrnn.model import zoo
-        from tpu_convrnn.model.cells import CELLS
         at = where or (lambda field, token=None: "the space")
 
         def fail(field, token, msg):
@@ -122,10 +121,10 @@ class SearchSpace:
             if layer == layers[0] or layer == layers[-1]:
                 fail("cell_layers", layer, f"{layer!r} is the input or readout layer and takes "
                      "no cell")
-        if self.cell_kind not in CELLS:
+        if self.cell_kind not in cells.KINDS:
             fail("cell_kind", self.cell_kind, f"unknown cell kind {self.cell_kind!r} "
-                 f"(kinds: {', '.join(sorted(CELLS))})")
-        allowed = _cell_arguments(CELLS[self.cell_kind]) | set(SPECIAL_CELL_KNOBS)
+                 f"(kinds: {', '.join(sorted(cells.KINDS))})")
+        allowed = _cell_arguments(cells.CELLS[self.cell_kind]) | set(SPECIAL_CELL_KNOBS)
         for name in self.cell:
             if name in FEEDBACK_KNOBS:
                 fail("cell", name, f"{name!r} is a feedback knob: put it in space.feedback "
@@ -173,8 +172,7 @@ class SearchSpace:
 
 
 def _cell_arguments(cls) -> set:
-    from tpu_convrnn.model.cells import cell_arguments
-    return cell_arguments(cls) - {"name", "dtype", "trainable"}
+    return cells.cell_arguments(cls) - {"name", "dtype", "trainable"}
 
 
 @dataclasses.dataclass

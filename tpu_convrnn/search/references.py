@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import inspect
 
-from tpu_convrnn.model import zoo
-from tpu_convrnn.model.cells import MEDIAN_CONFIG, ReciprocalGatedCell
+from tpu_convrnn.model import cells, zoo
 from tpu_convrnn.search import sample
 from tpu_convrnn.search.config import SearchSpace
 
@@ -25,14 +24,14 @@ def _defaults(cls) -> dict:
 
 
 def _median():
-    cell = dict(MEDIAN_CONFIG)
+    cell = dict(cells.MEDIAN_CONFIG)
     cell["init_scale"] = cell.pop("kernel_initializer")["config"]["scale"]
     cell.pop("cell_tau_filter_size", None)
     return cell, [list(e) for e in zoo.RGC_FEEDBACK]
 
 
 def _shallow():
-    cell = {**_defaults(ReciprocalGatedCell), "input_to_cell": True,
+    cell = {**_defaults(cells.ReciprocalGatedCell), "input_to_cell": True,  # (loads Keras)
             "residual_to_out_gate": True, "weight_decay": zoo.WD, "use_bias": False}
     for k in ("out_depth", "cell_depth", "cell_tau_filter_size"):
         cell.pop(k)

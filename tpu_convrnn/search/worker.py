@@ -23,12 +23,12 @@ import signal
 import socket
 import time
 
+from tpu_convrnn.progress import format_hms
 from tpu_convrnn.search import candidate, record, sample
 from tpu_convrnn.search.record import TrialRecord
 from tpu_convrnn.search.study import origin_number, run_trials
 from tpu_convrnn.search.rung import budget_settings, finished_metrics, rss_mb
 from tpu_convrnn.search.runner import Runner
-from tpu_convrnn.training.train import format_hms
 
 # Child lines echoed to the worker's console (the rest goes to the trial's log only).
 _ECHO = ("step ", "resumed from", "eval at", "error", "checkpoint ", "Traceback")

@@ -32,6 +32,7 @@ import time
 import keras
 import tensorflow as tf
 
+from tpu_convrnn.progress import format_hms
 from tpu_convrnn.training import distribute, objective
 from tpu_convrnn.training.checkpoints import CHECKPOINT_SUBDIR, TrainingCheckpoints
 from tpu_convrnn.training.preemption import Preemption
@@ -297,11 +298,4 @@ def compile_seconds(loop_seconds) -> float:
     per_step = sorted(dt / n for n, dt in loop_seconds[1:])
     n, dt = loop_seconds[0]
     return max(0.0, dt - n * per_step[len(per_step) // 2]) if per_step else dt
-
-
-def format_hms(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 

@@ -27,8 +27,6 @@ from tpu_convrnn.model import tf1_ops
 class ConvCell(keras.layers.Layer):
     """Base class of all cells: validation, state structure, zero state, conv factory."""
 
-    tf1_scope = "cell"  # the variable scope of the original's cell (its checkpoint names)
-
     #: Names of the state tensors, in the order of the state tuple.
     state_names: tuple = ("h",)
     #: Whether ``call`` needs the layer input ``x`` / accepts feedback.

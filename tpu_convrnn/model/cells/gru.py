@@ -19,8 +19,6 @@ class GRUCell(FusedGateCell):
     * ``h_t = z * h_{t-1} + (1 - z) * h~``; output = state = ``h_t``.
     """
 
-    tf1_scope = "ConvGRUCell"  # the original's variable scope (checkpoint names)
-
     n_gates = 2
     conv_name = "gates"
 

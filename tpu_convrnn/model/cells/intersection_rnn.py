@@ -18,8 +18,6 @@ class IntersectionRNNCell(FusedGateCell):
     The drive ``u`` must have the state's depth, because it is mixed into the output directly.
     """
 
-    tf1_scope = "ConvIntersectionRNNCell"  # the original's variable scope (checkpoint names)
-
     n_gates = 4
 
     def build_cell(self):

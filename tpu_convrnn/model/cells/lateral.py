@@ -18,8 +18,6 @@ class LateralCell(ConvCell):
     feedforward layer.
     """
 
-    tf1_scope = "LateralCell"
-
     def __init__(self, kernel_size: int = 3, activation: str = "relu", **kwargs):
         super().__init__(**kwargs)
         self.kernel_size = int(kernel_size)

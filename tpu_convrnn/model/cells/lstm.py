@@ -26,8 +26,6 @@ class LSTMCell(FusedGateCell):
     variance epsilon (the original's 1e-12; see ``ops.LayerNormHWC``).
     """
 
-    tf1_scope = "ConvLSTMCell"  # the original's variable scope (checkpoint names)
-
     state_names = ("c", "h")
     n_gates = 4
 

@@ -41,8 +41,6 @@ class ReciprocalGatedCell(ConvCell):
     ``layer_norm_epsilon`` (the original's 1e-12) when ``layer_norm``.
     """
 
-    tf1_scope = "ReciprocalGateCell"  # the original's variable scope (checkpoint names)
-
     state_names = ("c", "h")
     accepts_feedback = True
 

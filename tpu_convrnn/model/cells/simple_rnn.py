@@ -16,8 +16,6 @@ class SimpleRNNCell(ConvCell):
     Weight decay applies to kernels and biases, as in the original.
     """
 
-    tf1_scope = "ConvNormBasicCell"  # the original's variable scope (checkpoint names)
-
     def __init__(self, depth: int, kernel_size: int = 3, layer_norm: bool = False,
                  activation: str = "elu", layer_norm_epsilon: float = 1e-12, **kwargs):
         super().__init__(**kwargs)

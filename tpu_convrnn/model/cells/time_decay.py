@@ -17,8 +17,6 @@ class TimeDecayCell(ConvCell):
     original does in every non-cell layer.
     """
 
-    tf1_scope = "memory"  # the original's variable scope (checkpoint names)
-
     def __init__(self, trainable_decay: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.trainable_decay = bool(trainable_decay)

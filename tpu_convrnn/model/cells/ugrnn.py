@@ -12,8 +12,6 @@ class UGRNNCell(FusedGateCell):
     """``[g~; c~] = W * [u; h] + b``; ``g = sigmoid(g~ + forget_bias)``, ``c = tanh(c~)``;
     ``h_t = g * h_{t-1} + (1 - g) * c``; output = state = ``h_t``."""
 
-    tf1_scope = "ConvUGRNNCell"  # the original's variable scope (checkpoint names)
-
     n_gates = 2
 
     def step(self, drive, state, inputs, feedback):
