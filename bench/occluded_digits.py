@@ -14,7 +14,9 @@ Protocol, the same for every model:
    ``--grid_steps`` at every ``--lrs`` value (``train.base_lr``, per 256 images); the one with
    the highest top-1 on the validation split (images of the training distribution from their
    own seeds, not the test set), averaged over the grid's seeds, is chosen (a rate that
-   diverges or stays at chance on one seed scores low). A grid whose best mean is less than
+   diverges or stays at chance on one seed scores low). A grid whose best rate is its largest
+   (smallest) grows by a factor of 2 that way, up to ``--grid_extend`` times, so that a pick
+   is never only the grid's edge. A grid whose best mean is less than
    ``--grid_margin`` above chance cannot tell its rates apart: no rate is picked, that model's
    full runs are not started, and the command ends saying so (raise ``--grid_steps``);
 2. ``--seeds`` seeds at the chosen rate for ``--steps``; seed ``s`` is ``train.seed = s`` in
@@ -43,6 +45,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -160,11 +163,16 @@ def done_keys(rows):
                     int(r["seed"]), int(r["steps"])) for r in rows}
 
 
+def budgets(args, phase):
+    """The budgets (steps) of a phase in this command's design."""
+    return {"grid": [args.grid_steps], "full": [args.steps],
+            "proxy": getattr(args, "proxy_steps", [])}[phase]
+
+
 def ours(args, rows):
     """The rows of this command's design (levels, models, width, budgets)."""
     return [r for r in rows if r["level"] in args.levels and r["model"] in args.models
-            and float(r["width"]) == args.width
-            and int(r["steps"]) == (args.grid_steps if r["phase"] == "grid" else args.steps)]
+            and float(r["width"]) == args.width and int(r["steps"]) in budgets(args, r["phase"])]
 
 
 def grid_means(rows, level, model, args):
@@ -186,6 +194,28 @@ def chosen_lr(rows, level, model, args):
     return pick(grid_means(rows, level, model, args), args)  # (rows: this design's only)
 
 
+def grid_rates(grid, args):
+    """The rates of a (level, model) grid: ``--lrs``, extended by a factor of 2 past an edge
+    while the best finished rate is at that edge (at most ``--grid_extend`` times), so that no
+    model's pick is the grid's limit rather than its best; the same rule for every model."""
+    rates = sorted(args.lrs)
+    for _ in range(args.grid_extend):
+        best = best_lr(grid, rates)
+        if best == rates[-1]:
+            rates.append(best * 2)
+        elif best == rates[0]:
+            rates.insert(0, best / 2)
+        else:
+            break  # inside the grid, or a rate still missing
+    return rates
+
+
+def best_rate(rows, level, model, args):
+    """The best rate of (level, model)'s finished grid, or None while it is missing a rate."""
+    grid = grid_means(rows, level, model, args)
+    return best_lr(grid, grid_rates(grid, args))
+
+
 def best_lr(grid, lrs):
     """The rate of ``lrs`` with the best mean in ``grid`` (ties: the smaller), or None while
     one of them is missing."""
@@ -196,7 +226,7 @@ def best_lr(grid, lrs):
 
 def pick(grid, args):
     """``chosen_lr`` from the grid's means ``{lr: mean validation top-1}``."""
-    best = best_lr(grid, args.lrs)
+    best = best_lr(grid, grid_rates(grid, args))
     if best is None:
         return None, "pending"
     if grid[best] < CHANCE + args.grid_margin:
@@ -231,9 +261,8 @@ def test_eval(gin, model_dir, log):
     return json.load(open(path))[-1]
 
 
-def run(args, level, model, phase, lr, seed):
+def run(args, level, model, phase, lr, seed, steps):
     """Trains one run to its end and records its row; None if another worker has it."""
-    steps = args.grid_steps if phase == "grid" else args.steps
     every = steps // 2 if phase == "grid" else steps // 10
     key = run_key(level, model, args.width, phase, lr, seed, steps)
     os.makedirs(os.path.join(args.output, "runs"), exist_ok=True)
@@ -292,24 +321,34 @@ def wall_before(wall_file, log) -> float:
 
 
 def plan(args, rows):
-    """The runs still to do, in order, that can start now: (level, model, phase, lr, seed)."""
+    """The runs still to do, in order, that can start now: (level, model, phase, lr, seed,
+    steps). The proxy runs (``--proxy_steps``) come after every full run."""
     rows = ours(args, rows)
     done = done_keys(rows)
     out = []
     for level in args.levels:
         for model in args.models:
+            rates = grid_rates(grid_means(rows, level, model, args), args)
             for seed in range(args.grid_seeds):
-                for lr in args.lrs:
+                for lr in rates:
                     if run_key(level, model, args.width, "grid", lr, seed,
                                args.grid_steps) not in done:
-                        out.append((level, model, "grid", lr, seed))
+                        out.append((level, model, "grid", lr, seed, args.grid_steps))
     for seed in range(args.seeds):  # every model's seed 0 before any seed 1
         for level in args.levels:
             for model in args.models:
                 lr, _ = chosen_lr(rows, level, model, args)
                 if lr is not None and run_key(level, model, args.width, "full", lr, seed,
                                               args.steps) not in done:
-                    out.append((level, model, "full", lr, seed))
+                    out.append((level, model, "full", lr, seed, args.steps))
+    for seed in range(args.proxy_seeds if args.proxy_steps else 0):
+        for steps in args.proxy_steps:
+            for level in args.levels:
+                for model in args.models:
+                    lr, _ = chosen_lr(rows, level, model, args)
+                    if lr is not None and run_key(level, model, args.width, "proxy", lr, seed,
+                                                  steps) not in done:
+                        out.append((level, model, "proxy", lr, seed, steps))
     return out
 
 
@@ -318,7 +357,8 @@ def remaining(args, rows):
     ``plan`` can start now, and every seed of a model whose grid is still pending."""
     pending = sum(chosen_lr(ours(args, rows), level, model, args)[1] == "pending"
                   for level in args.levels for model in args.models)
-    return len(plan(args, rows)) + pending * args.seeds
+    proxies = args.proxy_seeds * len(args.proxy_steps)
+    return len(plan(args, rows)) + pending * (args.seeds + proxies)
 
 
 def at_chance(args, rows):
@@ -351,10 +391,11 @@ def worker(args, index):
             time.sleep(20)  # a grid another worker is finishing decides the next runs
             continue
         started = False
-        for level, model, phase, lr, seed in todo:
-            row = run(args, level, model, phase, lr, seed)
+        for level, model, phase, lr, seed, steps in todo:
+            row = run(args, level, model, phase, lr, seed, steps)
             if row is not None:
-                print(f"[worker {index}] {level} {model} {phase} lr {lr:g} seed {seed}: "
+                print(f"[worker {index}] {level} {model} {phase} ({steps} steps) lr {lr:g} "
+                      f"seed {seed}: "
                       f"val {row['val_top1']} test {row.get('test_top1', '-')} "
                       f"(rise {row['rise_last20']}, {row['wall_s']} s)", flush=True)
                 started = True
@@ -383,11 +424,11 @@ def report(args):
     every = ours(args, read_rows(args.csv))
     grid = [r for r in every if r["phase"] == "grid"]
     # A full run is this design's only at its seeds and its grid's best rate: designs that
-    # share the full budget (another grid, fewer seeds) keep their runs in the same file. (The best rate, not the pick:
-    # a design run before the margin rule ran its full runs at an at-chance grid's best.)
+    # share the full budget (another grid, fewer seeds) keep their runs in the same file.
+    # (The best rate, not the pick: a design run before the margin rule ran its full runs at
+    # an at-chance grid's best.)
     rows = [r for r in every if r["phase"] == "full" and r["test_top1"]
-            and int(r["seed"]) < args.seeds and float(r["lr"]) == best_lr(grid_means(grid, r["level"], r["model"], args),
-                                          args.lrs)]
+            and int(r["seed"]) < args.seeds and float(r["lr"]) == best_rate(grid, r["level"], r["model"], args)]
     levels = [lv for lv in ("light", "moderate", "heavy") if any(r["level"] == lv for r in rows)]
     lines = []
     fig, ax = plt.subplots(1, max(1, len(levels)), figsize=(5 * max(1, len(levels)), 3.6),
@@ -460,6 +501,98 @@ def report(args):
     return table
 
 
+# ------------------------------------------------------------------------------ calibration
+def calibration(args, reps=2000):
+    """Does a short budget rank the models as the full one does? For each level, the models
+    with full and proxy runs on seeds ``0 .. --proxy_seeds - 1`` at their grid's best rate,
+    scored by validation top-1 at the end of each run (the search scores its rungs on held-out
+    images too). The ceiling is the Spearman correlation of one full-budget seed with another
+    (seeds 0 and 1): no short budget can rank better than a rerun of the full one. A short
+    budget's single-run figure pairs its seed s with the full run of the other seed (the same
+    noise as the ceiling's); the mean-over-seeds figure ranks means. 95% intervals: bootstrap
+    over models. Models whose full runs stay at chance are listed apart, out of the rankings.
+    Writes ``calibration.md`` and ``calibration.png``; returns the text."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from proxy_calibration import spearman, top_k_overlap
+    rows = ours(args, read_rows(args.csv))
+    grid = [r for r in rows if r["phase"] == "grid"]
+    seeds = list(range(args.proxy_seeds))
+    val = {}  # (level, model, phase, steps, seed) -> validation top-1 (diverged: 0)
+    for r in rows:
+        if r["phase"] != "grid" and float(r["lr"]) == best_rate(grid, r["level"], r["model"],
+                                                                 args):
+            v = float(r["val_top1"])
+            val[r["level"], r["model"], r["phase"], int(r["steps"]), int(r["seed"])] = \
+                0.0 if math.isnan(v) else v
+    runs = [("full", args.steps)] + [("proxy", b) for b in args.proxy_steps]
+    rng = np.random.default_rng(0)
+    lines, levels = [], [lv for lv in args.levels if any(k[0] == lv for k in val)]
+    fig, axes = plt.subplots(len(levels) or 1, len(args.proxy_steps), squeeze=False,
+                             figsize=(4.6 * len(args.proxy_steps), 4.2 * (len(levels) or 1)))
+    for li, level in enumerate(levels):
+        have = [m for m in args.models if all((level, m, ph, b, s) in val
+                                              for ph, b in runs for s in seeds)]
+        apart = [m for m in have if np.mean([val[level, m, "full", args.steps, s]
+                                             for s in seeds]) < CHANCE + args.floor]
+        ranked = [m for m in have if m not in apart]
+        score = {(ph, b, s): np.array([val[level, m, ph, b, s] for m in ranked])
+                 for ph, b in runs for s in seeds}
+        full = np.mean([score["full", args.steps, s] for s in seeds], axis=0)
+        lines += [f"### {level} debris: {len(ranked)} models ranked"
+                  + (f"; at chance, apart: {', '.join(apart)}" if apart else ""), "",
+                  "| model | " + " | ".join(f"val top-1 at {b}" for _, b in runs[1:])
+                  + f" | val top-1 at {args.steps} (full) |", "|---|" + "---|" * len(runs)]
+        for j in np.argsort(-full, kind="stable"):
+            lines.append(f"| {ranked[j]} | " + " | ".join(
+                f"{np.mean([score[ph, b, s][j] for s in seeds]):.3f}" for ph, b in runs[1:])
+                + f" | {full[j]:.3f} |")
+        if len(ranked) < 3:
+            lines += ["", "(fewer than 3 models ranked: no correlation)", ""]
+            continue
+        k = min(3, len(ranked) - 1)
+
+        def stats(idx, ph, b):
+            one = [spearman(score[ph, b, s][idx], score["full", args.steps, t][idx])
+                   for s in seeds for t in seeds if s != t]
+            mean = np.mean([score[ph, b, s][idx] for s in seeds], axis=0)
+            return (float(np.nanmean(one)), spearman(mean, full[idx]),
+                    top_k_overlap(mean, full[idx], k))
+        boot = [rng.integers(len(ranked), size=len(ranked)) for _ in range(reps)]
+        lines += ["", f"| budget | fraction | Spearman, one run against another seed's full run "
+                  f"(95% CI) | Spearman, means over {len(seeds)} seeds (95% CI) | top-{k} "
+                  "overlap of the means |", "|---|---|---|---|---|"]
+        for ph, b in runs:
+            point = stats(np.arange(len(ranked)), ph, b)
+            with warnings.catch_warnings():  # a resample of equal scores has no rho (nan)
+                warnings.simplefilter("ignore")
+                draws = np.array([stats(idx, ph, b) for idx in boot])
+            lo, hi = np.nanpercentile(draws[:, :2], [2.5, 97.5], axis=0)
+            what = f"{b} (full: the ceiling)" if ph == "full" else str(b)
+            lines.append(f"| {what} | {b / args.steps:.2f} | {point[0]:+.2f} [{lo[0]:+.2f}, "
+                         f"{hi[0]:+.2f}] | " + ("- | - |" if ph == "full" else
+                                                f"{point[1]:+.2f} [{lo[1]:+.2f}, {hi[1]:+.2f}]"
+                                                f" | {point[2]:.2f} |"))
+            if ph == "proxy":
+                ax = axes[li, args.proxy_steps.index(b)]
+                short = np.mean([score[ph, b, s] for s in seeds], axis=0)
+                ax.scatter(short, full)
+                for m, x, y in zip(ranked, short, full):
+                    ax.annotate(m, (x, y), fontsize=7)
+                ax.set(xlabel=f"val top-1 after {b} steps", ylabel=f"after {args.steps} steps",
+                       title=f"{level}: {b} steps, Spearman {point[1]:+.2f}")
+        lines.append("")
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.output_figures, "calibration.png"), dpi=90)
+    plt.close(fig)
+    text = "\n".join(lines)
+    with open(os.path.join(args.output_figures, "calibration.md"), "w") as f:
+        f.write(text + "\n")
+    return text
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -482,9 +615,18 @@ def main(argv=None):
     p.add_argument("--grid_seeds", type=int, default=1,
                    help="seeds of the learning-rate grid; a rate is scored by its mean "
                    "validation top-1 over them")
+    p.add_argument("--grid_extend", type=int, default=2,
+                   help="times a grid may grow by a factor of 2 past its largest (smallest) "
+                   "rate when its best is there")
     p.add_argument("--grid_margin", type=float, default=0.02,
                    help="the grid picks a rate only if its best mean validation top-1 is this "
                    "far above chance (0.1); a negative value accepts any grid")
+    p.add_argument("--proxy_steps", default="",
+                   help="comma list of short budgets (steps, multiples of 10, each with its own "
+                   "warmup and decay as the search's rungs): after the full runs, every model "
+                   "trains --proxy_seeds seeds at each, at its chosen rate, and calibration.md "
+                   "says how well each ranks the models as the full budget does")
+    p.add_argument("--proxy_seeds", type=int, default=2)
     p.add_argument("--rise", type=float, default=0.01,
                    help="converged: validation top-1 rose less than this over the last 20%%")
     p.add_argument("--floor", type=float, default=0.1,
@@ -502,6 +644,7 @@ def main(argv=None):
     args.levels = args.levels.split(",")
     args.models = args.models.split(",")
     args.lrs = [float(v) for v in args.lrs.split(",")]
+    args.proxy_steps = sorted({int(v) for v in args.proxy_steps.split(",") if v})
     for what, values, allowed in (("levels", args.levels, ("light", "moderate", "heavy")),
                                   ("models", args.models, MODELS)):
         bad = [v for v in values if v not in allowed]
@@ -511,6 +654,12 @@ def main(argv=None):
         p.error("--grid_seeds must be at least 1")
     if args.grid_steps % 2 or args.steps % 10:
         p.error("--grid_steps must be even and --steps a multiple of 10 (evaluation points)")
+    bad = [v for v in args.proxy_steps if v % 10 or not 0 < v < args.steps]
+    if bad:
+        p.error(f"--proxy_steps: {bad} (each a multiple of 10 below --steps={args.steps})")
+    if args.proxy_steps and not 2 <= args.proxy_seeds <= args.seeds:
+        p.error("--proxy_seeds must lie in [2, --seeds]: the seed-to-seed ranking of the full "
+                "runs is the ceiling the short budgets are judged against")
     os.makedirs(args.output_figures, exist_ok=True)
     args.bf_width = matched_width(args.width)
     if not args.report_only:
@@ -530,6 +679,9 @@ def main(argv=None):
             sys.exit(f"a worker failed (exit {failed[0]}); see {args.output}/logs")
     print(report(args))
     print(f"wrote {args.output_figures}/table.md, accuracy_by_step.png, accuracy_by_level.png")
+    if args.proxy_steps:
+        print(calibration(args))
+        print(f"wrote {args.output_figures}/calibration.md and calibration.png")
     stuck = at_chance(args, read_rows(args.csv))
     if stuck and args.report_only:  # (a design run before the rule may have full runs)
         print("\n".join(f"note: {line}" for line in stuck), file=sys.stderr)

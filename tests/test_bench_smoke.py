@@ -72,7 +72,8 @@ def _occluded_digits():
 
 def test_occluded_digit_grid_picks_by_the_mean_over_its_seeds_and_only_above_chance():
     bench = _occluded_digits()
-    args = argparse.Namespace(lrs=[0.1, 0.8], grid_steps=6, grid_seeds=2, grid_margin=0.02)
+    args = argparse.Namespace(lrs=[0.1, 0.8], grid_steps=6, grid_seeds=2, grid_margin=0.02,
+                              grid_extend=0)
 
     def grid(values):  # {(lr, seed): validation top-1}
         return [{"level": "moderate", "model": "bl", "phase": "grid", "steps": "6",
@@ -91,6 +92,32 @@ def test_occluded_digit_grid_picks_by_the_mean_over_its_seeds_and_only_above_cha
     assert bench.chosen_lr(rows, "moderate", "bl", args) == (0.1, "picked")
 
 
+def test_occluded_digit_grid_grows_past_an_edge_while_its_best_rate_is_there():
+    bench = _occluded_digits()
+    args = argparse.Namespace(lrs=[0.4, 0.1, 0.2], grid_steps=6, grid_seeds=1, grid_margin=0.02,
+                              grid_extend=2)
+
+    def rows(values):  # {lr: validation top-1}, seed 0
+        return [{"level": "light", "model": "bl", "phase": "grid", "steps": "6", "lr": str(lr),
+                 "seed": "0", "val_top1": str(v)} for lr, v in values.items()]
+
+    def rates_and_pick(values):
+        r = rows(values)
+        return (bench.grid_rates(bench.grid_means(r, "light", "bl", args), args),
+                bench.chosen_lr(r, "light", "bl", args))
+    inside = {0.1: 0.5, 0.2: 0.7, 0.4: 0.6}
+    assert rates_and_pick(inside) == ([0.1, 0.2, 0.4], (0.2, "picked"))
+    # the best is the largest rate: 0.8 is added and the pick waits for it
+    top = {0.1: 0.5, 0.2: 0.6, 0.4: 0.7}
+    assert rates_and_pick(top) == ([0.1, 0.2, 0.4, 0.8], (None, "pending"))
+    assert rates_and_pick({**top, 0.8: 0.65}) == ([0.1, 0.2, 0.4, 0.8], (0.4, "picked"))
+    # still rising at 0.8 and 1.6: two growths at most, then the best of what ran
+    assert rates_and_pick({**top, 0.8: 0.75, 1.6: 0.8}) == ([0.1, 0.2, 0.4, 0.8, 1.6],
+                                                             (1.6, "picked"))
+    # the best is the smallest rate: 0.05 is added
+    assert rates_and_pick({0.1: 0.7, 0.2: 0.6, 0.4: 0.5})[0] == [0.05, 0.1, 0.2, 0.4]
+
+
 def test_occluded_digit_table_holds_only_its_own_designs_full_runs(tmp_path):
     # Two designs share the full budget (24 steps) but not the grid (4 or 6 steps), whose
     # best rates differ; a third has a seed more. Each table holds its own runs only.
@@ -98,7 +125,7 @@ def test_occluded_digit_table_holds_only_its_own_designs_full_runs(tmp_path):
     args = argparse.Namespace(
         csv=str(tmp_path / "runs.csv"), output_figures=str(tmp_path), levels=["moderate"],
         models=["b"], width=0.5, lrs=[0.1, 0.8], grid_steps=6, grid_seeds=1, grid_margin=0.02,
-        steps=24, seeds=1, floor=0.1)
+        steps=24, seeds=1, floor=0.1, grid_extend=0)
 
     def row(phase, lr, seed, steps, val, test=""):
         return {**dict.fromkeys(bench.FIELDS, ""), "level": "moderate", "model": "b",
@@ -121,12 +148,14 @@ def test_occluded_digit_table_holds_only_its_own_designs_full_runs(tmp_path):
 
 
 def test_occluded_digit_comparison_extends_its_table_instead_of_starting_over(tmp_path):
-    def run(seeds, margin=-1.0, code=0):
+    def run(seeds, margin=-1.0, code=0, extra=()):
         args = [sys.executable, "bench/occluded_digits.py", f"--output={tmp_path / 'runs'}",
                 f"--csv={tmp_path / 'runs.csv'}", f"--output_figures={tmp_path}",
                 "--levels=light", "--models=b,bl", "--lrs=0.1,0.4", f"--seeds={seeds}",
-                "--steps=20", "--grid_steps=4", "--num_train=64", "--num_eval=32",
-                f"--data_dir={tmp_path / 'data'}", "--workers=2", f"--grid_margin={margin}"]
+                "--steps=20", "--grid_steps=4", "--grid_extend=0", "--num_train=64",
+                "--num_eval=32",
+                f"--data_dir={tmp_path / 'data'}", "--workers=2", f"--grid_margin={margin}",
+                *extra]
         proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=1500)
         assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-2000:]
         with open(tmp_path / "runs.csv") as f:
@@ -152,3 +181,41 @@ def test_occluded_digit_comparison_extends_its_table_instead_of_starting_over(tm
     assert "| bl - b | 2 |" in out
     for name in ("table.md", "accuracy_by_step.png", "accuracy_by_level.png"):
         assert os.path.getsize(tmp_path / name) > 0
+    out, proxy = run(2, extra=["--proxy_steps=10"])  # after the full runs: 2 seeds a model
+    assert proxy[:len(more)] == more and sorted(
+        (r["model"], r["phase"], r["steps"], r["seed"]) for r in proxy[len(more):]) == [
+        (m, "proxy", "10", s) for m in ("b", "bl") for s in ("0", "1")]
+    assert "fewer than 3 models ranked" in out and os.path.getsize(tmp_path / "calibration.png")
+
+
+def test_occluded_digit_calibration_ranks_against_the_seed_to_seed_ceiling(tmp_path):
+    bench = _occluded_digits()
+    args = argparse.Namespace(
+        csv=str(tmp_path / "runs.csv"), output_figures=str(tmp_path), levels=["light"],
+        models=["b", "b_k", "b_f", "bl", "bt"], width=0.5, lrs=[0.2], grid_steps=6,
+        grid_seeds=1, grid_margin=0.02, grid_extend=0, steps=60, seeds=2, floor=0.1,
+        proxy_steps=[20], proxy_seeds=2)
+
+    def row(model, phase, seed, steps, val):
+        return {**dict.fromkeys(bench.FIELDS, ""), "level": "light", "model": model,
+                "width": "0.5", "phase": phase, "seed": str(seed), "lr": "0.2",
+                "steps": str(steps), "val_top1": str(val)}
+    # full runs: the same order a > b > c > d on both seeds (ceiling +1); bt at chance
+    full = {"b": (0.9, 0.85), "b_k": (0.8, 0.8), "b_f": (0.7, 0.75), "bl": (0.6, 0.5),
+            "bt": (0.12, 0.13)}
+    # 20 steps: seed 0 swaps the first two (rank distance 1 each: rho = 1 - 6 * 2 / 60 = 0.8),
+    # seed 1 swaps the last two (0.8 too)
+    short = {"b": (0.5, 0.6), "b_k": (0.6, 0.5), "b_f": (0.4, 0.2), "bl": (0.2, 0.4),
+             "bt": (0.1, 0.1)}
+    for m in full:
+        bench.append_row(args.csv, row(m, "grid", 0, 6, 0.5))
+        for s in (0, 1):
+            bench.append_row(args.csv, row(m, "full", s, 60, full[m][s]))
+            bench.append_row(args.csv, row(m, "proxy", s, 20, short[m][s]))
+    text = bench.calibration(args, reps=50)
+    assert "4 models ranked; at chance, apart: bt" in text
+    assert "| 60 (full: the ceiling) | 1.00 | +1.00 [" in text
+    # means: b 0.55, b_k 0.55, b_f 0.30, bl 0.30 (ties) against b > b_k > b_f > bl:
+    # ranks (1.5, 1.5, 3.5, 3.5) against (1, 2, 3, 4): Pearson of the ranks = 0.894
+    assert "| 20 | 0.33 | +0.80 [" in text and "| +0.89 [" in text
+    assert (tmp_path / "calibration.md").read_text().strip() == text.strip()
