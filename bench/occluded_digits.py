@@ -64,8 +64,9 @@ CELL_MODELS = {"bl_rgc": "rgc_shallow", "bl_simplernn": "simplernn_shallow",
 MODELS = tuple(BASE) + tuple(CELL_MODELS)
 # The contrasts RESULTS.md reports: (model, control), paired by seed.
 CONTRASTS = [("bl", "b_k"), ("bl", "b_f"), ("bt", "b_k"), ("bt", "b_f"), ("blt", "b_k"),
-             ("blt", "b_f"), ("bl", "b"), ("bl_rgc", "bl_simplernn"), ("bl_rgc", "b_f"),
-             ("bl_simplernn", "b_f")]
+             ("blt", "b_f"), ("bl", "b"), ("bl_rgc", "bl_simplernn"), ("bl_rgc", "b_k"),
+             ("bl_rgc", "b_f"), ("bl_rgc", "bl"), ("bl_simplernn", "b_k"),
+             ("bl_simplernn", "b_f"), ("bl_simplernn", "bl")]
 CHANCE = 0.1  # ten digits
 ARRIVAL = 2  # the step at which the image reaches the readout (tests/model/test_digit_models.py)
 FIELDS = ["level", "model", "width", "phase", "seed", "lr", "steps", "params", "mflop",
