@@ -27,7 +27,8 @@ def _correct(logits, labels, k):
 
 
 def make_eval_step(model, strategy):
-    """A ``tf.function`` (distributed batch) -> summed counts over replicas."""
+    """A ``tf.function`` (distributed batch) -> summed counts over replicas (traced without
+    AutoGraph, as the training loop: nothing in the model branches on a tensor)."""
     def step_fn(batch):
         out = model.unroll(batch["image"], record=["logits"])
         labels, mask = batch["label"], tf.cast(batch["mask"], tf.float32)
@@ -42,7 +43,7 @@ def make_eval_step(model, strategy):
                                        for z in per_step]),
             "num_examples": tf.reduce_sum(mask)}
 
-    @tf.function
+    @tf.function(autograph=False)
     def step(batch):
         counts = strategy.run(step_fn, (batch,))
         return {k: strategy.reduce("SUM", v, axis=None) for k, v in counts.items()}

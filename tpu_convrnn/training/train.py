@@ -196,25 +196,34 @@ class Trainer:
     def step_function(self, jit_compile: bool = False):
         """``step((images, labels)) -> loss``: one training step exactly as the loop runs it
         (loss, L2 terms, clipping, update), as a ``tf.function`` (for benchmarks)."""
-        @tf.function(jit_compile=jit_compile)
+        @tf.function(jit_compile=jit_compile, autograph=False)
         def step(batch):
             return self.strategy.reduce("SUM", self.strategy.run(self._step_fn, (batch,)),
                                         axis=None)
         return step
 
     def _make_loop(self):
+        """``loop(iterator, num_steps) -> (mean loss, first bad step or -1)``: ``num_steps``
+        training steps in one ``tf.function`` call (a ``tf.while_loop``; traced once).
+
+        Traced without AutoGraph: the model's time loop is static Python and no code under it
+        branches on a tensor's value, so there is nothing to convert, and converting the
+        package's model code cost seconds at the first trace of every process."""
         strategy, opt = self.strategy, self.optimizer
 
-        @tf.function
+        def body(i, loss_sum, first_bad, iterator):
+            loss = strategy.reduce("SUM", strategy.run(self._step_fn, (next(iterator),)),
+                                   axis=None)
+            bad = tf.logical_and(first_bad < 0, tf.logical_not(tf.math.is_finite(loss)))
+            first_bad = tf.where(bad, tf.cast(opt.iterations, tf.int64), first_bad)
+            return i + 1, loss_sum + loss, first_bad
+
+        @tf.function(autograph=False)
         def loop(iterator, num_steps):
-            loss_sum = tf.constant(0.0)
-            first_bad = tf.constant(-1, tf.int64)
-            for _ in tf.range(num_steps):
-                loss = strategy.reduce("SUM", strategy.run(self._step_fn, (next(iterator),)),
-                                       axis=None)
-                bad = tf.logical_and(first_bad < 0, tf.logical_not(tf.math.is_finite(loss)))
-                first_bad = tf.where(bad, tf.cast(opt.iterations, tf.int64), first_bad)
-                loss_sum += loss
+            _, loss_sum, first_bad = tf.while_loop(
+                lambda i, *_: i < num_steps,
+                lambda i, loss_sum, first_bad: body(i, loss_sum, first_bad, iterator),
+                (tf.constant(0, num_steps.dtype), tf.constant(0.0), tf.constant(-1, tf.int64)))
             return loss_sum / tf.cast(num_steps, tf.float32), first_bad
         return loop
 
