@@ -119,7 +119,7 @@ def make_step(model, batch, xla=True):
     from tpu_convrnn.training.train import TrainConfig, Trainer
     cfg = TrainConfig(global_batch=batch, decay="constant", **recipe)
     trainer = Trainer(lambda: model, cfg, tf.distribute.get_strategy(),
-                      tempfile.mkdtemp(prefix="train_step_"), log=lambda msg: None)
+                      tempfile.mkdtemp(prefix="train_step_"))
     tf_step = trainer.step_function(jit_compile=xla)
 
     def do_compile(x, y):

@@ -1,4 +1,6 @@
-"""Test setup: quiet TF logging, small thread pools, and the tests folder on sys.path."""
+"""Test setup: quiet TF logging, small thread pools, the tests folder on sys.path, and
+fixtures: the package's log messages, small tmpfs disks."""
+import logging
 import os
 import sys
 
@@ -10,6 +12,24 @@ sys.path.insert(0, os.path.dirname(__file__))
 import subprocess  # noqa: E402
 
 import pytest  # noqa: E402
+
+
+@pytest.fixture
+def messages():
+    """The list of the package's log messages (the ``tpu_convrnn`` logger's, INFO and up)
+    during the test, whatever ``tpu_convrnn.console`` was told before."""
+    said = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            said.append(record.getMessage())
+    logger, handler = logging.getLogger("tpu_convrnn"), Collect()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield said
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 @pytest.fixture

@@ -22,7 +22,11 @@ if sys.argv[1] == "replicas":  # must happen before TensorFlow initialises its d
 
 from small_graphs import S, small_graph  # noqa: E402
 
+from tpu_convrnn import console  # noqa: E402
+from tpu_convrnn.training.experiment import train_steps  # noqa: E402
 from tpu_convrnn.training.train import TrainConfig, Trainer  # noqa: E402
+
+console.to_console()
 
 GLOBAL_BATCH = 8
 
@@ -53,12 +57,12 @@ def replicas(out):
     results, start = {}, None
     for name, strategy in (("single", tf.distribute.get_strategy()),
                            ("mirrored", tf.distribute.MirroredStrategy(cpus))):
-        trainer = Trainer(small_graph, cfg, strategy, f"{out}.{name}", log=lambda m: None)
+        trainer = Trainer(small_graph, cfg, strategy, f"{out}.{name}")
         if start is None:
             start = [v.numpy() for v in trainer.model.weights]
         for v, w in zip(trainer.model.weights, start):
             v.assign(w)
-        trainer.train(lambda seed: fixed_batches())
+        train_steps(trainer, lambda seed: fixed_batches(), cfg.train_steps)
         results[name] = trainer
     np.savez(out, **{f"start/{k}": w for k, w in zip(weights(results["single"].model), start)},
              **{f"{n}/{k}": w for n, t in results.items() for k, w in weights(t.model).items()})
@@ -79,7 +83,7 @@ def worker(model_dir, steps="4"):
 
 def resume(model_dir, steps, out):
     """Trains to ``steps`` (resuming if model_dir has checkpoints), pausing 1 s after each
-    checkpoint so a test can kill it there."""
+    checkpoint (every 2 steps) so a test can kill it there."""
     cfg = TrainConfig(global_batch=GLOBAL_BATCH, train_steps=int(steps), base_lr=0.1,
                       warmup_steps=2, steps_per_loop=2, checkpoint_every=2)
     import keras
@@ -89,7 +93,7 @@ def resume(model_dir, steps, out):
     status, fn = "done", lambda seed: fixed_batches()
     with trainer.sigterm_guard():
         while trainer.step < cfg.train_steps and status == "done":
-            status = trainer.train(fn, to_step=trainer.next_save_step())
+            status, _ = train_steps(trainer, fn, to_step=trainer.step + cfg.checkpoint_every)
             time.sleep(1)
     np.savez(out, **weights(trainer.model),
              **{f"optimizer/{i}": v.numpy() for i, v in enumerate(trainer.optimizer.variables)})

@@ -56,7 +56,7 @@ flags.DEFINE_boolean("original_window", False, "features mode: return conv_l fro
                      "the original model_func did (default: every step from t=0).")
 FLAGS = flags.FLAGS
 
-from tpu_convrnn import cli, gin_bindings  # noqa: E402  (none of these loads TensorFlow)
+from tpu_convrnn import cli, console, gin_bindings  # noqa: E402  (none loads TensorFlow)
 from tpu_convrnn.gin_bindings import REPO_ROOT, binding_error, parse_gin  # noqa: E402,F401
 from tpu_convrnn.progress import Progress  # noqa: E402
 from tpu_convrnn.stimuli import load_stimuli  # noqa: E402
@@ -138,6 +138,7 @@ def _main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from absl import logging
     logging.set_verbosity(logging.WARNING)  # keep TF's INFO lines out of the progress output
+    console.to_console()  # the package's own lines, plain on stdout
     try:
         parse_gin(FLAGS.gin_file, FLAGS.gin_param, FLAGS.gin_search_paths)
         return run_mode(FLAGS.mode)

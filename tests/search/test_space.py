@@ -202,19 +202,19 @@ def test_median_of_the_top_trials():
     assert m["edge.conv5->conv3"] is True and m["edge.conv4->conv3"] is False
 
 
-def test_a_trial_failed_by_another_worker_meanwhile_is_dropped_not_fatal(tmp_path):
+def test_a_trial_failed_by_another_worker_meanwhile_is_dropped_not_fatal(tmp_path, messages):
     """While a trial runs, another worker fails it (its heartbeat looked stale) and re-queues
     it: the worker's ask-and-tell loop leaves the stored FAIL as it is, says so, goes on."""
     space, cfg = _space(SMALL)
     storage = study.open_storage(study.storage_url(None, str(tmp_path)), cfg)
     s, _ = study.open_study(space, cfg, storage, "s")
-    lines, seen = [], []
+    lines, seen = messages, []
 
     def attempt(trial):
         if trial.number == 0:  # what fail_stale_trials on another worker does
             storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         return optuna.trial.TrialState.COMPLETE, float(trial.number)
-    why = study.run_trials(s, attempt, 2, lines.append, lambda st, frozen: seen.append(frozen))
+    why = study.run_trials(s, attempt, 2, lambda st, frozen: seen.append(frozen))
     assert why == "done"
     states = [t.state for t in s.get_trials()]
     assert states == [optuna.trial.TrialState.FAIL] + [optuna.trial.TrialState.COMPLETE] * 2
@@ -234,36 +234,36 @@ def test_a_waiting_retry_is_run_even_once_n_trials_are_finished(tmp_path):
     def attempt(trial):
         ran.append(study.origin_number(trial))
         return optuna.trial.TrialState.COMPLETE, 0.5
-    assert study.run_trials(s, attempt, 2, print) == "done"
+    assert study.run_trials(s, attempt, 2) == "done"
     dead = s.ask()  # a third trial whose worker died: failed, and a retry of it queued
     storage.set_trial_state_values(dead._trial_id, optuna.trial.TrialState.FAIL)
     s.enqueue_trial(dead.params, user_attrs={"resume_of": dead.number})
-    assert study.run_trials(s, attempt, 2, print) == "done"
+    assert study.run_trials(s, attempt, 2) == "done"
     assert ran == [0, 1, dead.number]
     assert [t.state.name for t in s.get_trials()] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
-    assert study.run_trials(s, attempt, 2, print) == "done" and len(ran) == 3
+    assert study.run_trials(s, attempt, 2) == "done" and len(ran) == 3
 
 
-def test_exact_repeats_do_not_count_toward_n_trials(tmp_path):
+def test_exact_repeats_do_not_count_toward_n_trials(tmp_path, messages):
     """A repeat takes an earlier trial's result and trains nothing: the loop goes on until
     n_trials trials were trained, and stops (saying why) once n_trials repeats came."""
     space, cfg = _space(SMALL)
     storage = study.open_storage(study.storage_url(None, str(tmp_path)), cfg)
     s, _ = study.open_study(space, cfg, storage, "s")
-    lines = []
+    lines = messages
 
     def attempt(trial):  # trial 1 repeats trial 0 (as Worker._copy records it)
         if trial.number == 1:
             trial.set_user_attr("repeat_of", 0)
         return optuna.trial.TrialState.COMPLETE, 0.5
-    assert study.run_trials(s, attempt, 2, lines.append) == "done"
+    assert study.run_trials(s, attempt, 2) == "done"
     assert [study.end_reason(t) for t in s.get_trials()] == ["complete", "repeat", "complete"]
     exhausted, _ = study.open_study(space, cfg, storage, "exhausted")
 
     def always_a_repeat(trial):
         trial.set_user_attr("repeat_of", 0)
         return optuna.trial.TrialState.COMPLETE, 0.5
-    assert study.run_trials(exhausted, always_a_repeat, 2, lines.append) == "repeats"
+    assert study.run_trials(exhausted, always_a_repeat, 2) == "repeats"
     assert len(exhausted.get_trials()) == 2 and lines == [
         "2 trials were exact repeats of earlier ones: the space is nearly exhausted; stopping"]
 
@@ -276,8 +276,26 @@ def test_an_attempt_that_raises_fails_its_trial_and_the_error_goes_on(tmp_path):
     def attempt(trial):
         raise KeyError("a bug of the worker")
     with pytest.raises(KeyError, match="a bug of the worker"):
-        study.run_trials(s, attempt, 2, print)
+        study.run_trials(s, attempt, 2)
     assert [t.state for t in s.get_trials()] == [optuna.trial.TrialState.FAIL]
+
+
+def test_a_bug_in_a_workers_attempt_fails_its_trial_with_the_error_recorded(tmp_path):
+    """An exception that is no fault of the rung (a bug of the worker) fails the trial with
+    the error line as its reason ('crashed') and goes on up."""
+    from tpu_convrnn.search.record import TrialRecord
+    from tpu_convrnn.search.worker import Worker
+    space, cfg = _space(SMALL)
+    storage = study.open_storage(study.storage_url(None, str(tmp_path)), cfg)
+    s, _ = study.open_study(space, cfg, storage, "s")
+    worker = Worker(s, space, cfg, str(tmp_path), str(tmp_path / "trials"), None, 0.0)
+    worker.objective = lambda trial: {}["missing"]
+    with pytest.raises(KeyError, match="missing"):
+        worker.run(2)
+    [trial] = s.get_trials()
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert TrialRecord.of(trial).error == "worker error: KeyError: 'missing'"
+    assert study.end_reason(trial) == "crashed"
 
 
 def test_end_reasons_are_told_apart():

@@ -155,19 +155,19 @@ def test_skip_bad_skips_and_counts_bad_evaluation_records(tmp_path):
     (b'{"host": "h", "pid": 0, "started": 0, "heartbeat": 0}', "with pid 0"),
     (b"\xff\xfe not json", "an unreadable LOCK"),
 ])
-def test_an_odd_lock_is_taken_over_as_garbage_saying_so(tmp_path, content, why):
+def test_an_odd_lock_is_taken_over_as_garbage_saying_so(tmp_path, content, why, messages):
     d = str(tmp_path / "run")
     os.makedirs(d)
     with open(os.path.join(d, model_dir_lib.LOCK_FILE), "wb") as f:
         f.write(content)
-    said = []
-    with model_dir_lib.hold(d, log=said.append):
+    said = messages
+    with model_dir_lib.hold(d):
         holder = json.load(open(os.path.join(d, model_dir_lib.LOCK_FILE)))
         assert holder["pid"] == os.getpid()
     assert len(said) == 1 and said[0].startswith(f"taking over {d}/LOCK") and why in said[0]
 
 
-def test_a_heartbeat_from_the_future_is_judged_by_the_files_age(tmp_path):
+def test_a_heartbeat_from_the_future_is_judged_by_the_files_age(tmp_path, messages):
     d = str(tmp_path / "run")
     os.makedirs(d)
     lock = os.path.join(d, model_dir_lib.LOCK_FILE)
@@ -175,15 +175,15 @@ def test_a_heartbeat_from_the_future_is_judged_by_the_files_age(tmp_path):
     with open(lock, "w") as f:  # another host whose clock runs an hour ahead
         json.dump({"host": "elsewhere", "pid": 4242, "started": now + 3600,
                    "heartbeat": now + 3600}, f)
-    said = []
+    said = messages
     with pytest.raises(model_dir_lib.ModelDirInUse, match="pid 4242 on host elsewhere"):
-        with model_dir_lib.hold(d, log=said.append):
+        with model_dir_lib.hold(d):
             pass  # a fresh file: the holder may be alive
     assert any("3600 s in the future" in m and "host elsewhere" in m for m in said), said
     old = now - model_dir_lib.STALE_AFTER_S - 60
     os.utime(lock, (old, old))  # not written for longer than the stale limit: taken over
     said.clear()
-    with model_dir_lib.hold(d, log=said.append):
+    with model_dir_lib.hold(d):
         pass
     assert said[-1].startswith(f"taking over {lock} from pid 4242 on host elsewhere")
 
@@ -279,7 +279,7 @@ print("ready", flush=True)
 while not os.path.exists(sys.argv[2]):  # all start together
     time.sleep(0.002)
 try:
-    with model_dir.hold(sys.argv[1], log=lambda m: None):
+    with model_dir.hold(sys.argv[1]):
         print("held", flush=True)
         time.sleep(float(sys.argv[3]))
 except model_dir.ModelDirInUse:

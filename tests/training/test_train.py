@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 from small_graphs import S, small_graph
 
+from tpu_convrnn.training.experiment import train_steps
 from tpu_convrnn.training.objective import cross_entropy
 from tpu_convrnn.training.train import TrainConfig, Trainer, TrainingDiverged
 
@@ -150,20 +151,17 @@ def _data(n=4, seed=0):
     return rng.uniform(0, 1, (n, S, S, 3)).astype(np.float32), rng.integers(0, 7, n)
 
 
-def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path):
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, messages):
     x, y = _data()
-    first = Trainer(small_graph, _cfg(), tf.distribute.get_strategy(), str(tmp_path),
-                    log=lambda m: None)
-    first.train(_batches(x, y))
+    first = Trainer(small_graph, _cfg(), tf.distribute.get_strategy(), str(tmp_path))
+    assert train_steps(first, _batches(x, y), 4) == ("done", None)
     ckpt_dir = tmp_path / "checkpoints"
     data = next(ckpt_dir.glob("ckpt-4.data-*"))
     data.write_bytes(data.read_bytes()[:10])  # a save cut off by preemption
-    logs = []
-    second = Trainer(small_graph, _cfg(), tf.distribute.get_strategy(), str(tmp_path),
-                     log=logs.append)
+    second = Trainer(small_graph, _cfg(), tf.distribute.get_strategy(), str(tmp_path))
     assert second.restore() == 2
     assert any("ckpt-4 could not be restored" in m and "falling back to" in m and "ckpt-2" in m
-               for m in logs), logs
+               for m in messages), messages
     w2 = tf.train.load_checkpoint(str(ckpt_dir / "ckpt-2"))
     kernel = [v for v in second.model.weights if v.path.endswith("conv1/pre_0/kernel")][0]
     np.testing.assert_array_equal(
@@ -177,30 +175,28 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     cfg = _cfg(train_steps=8, steps_per_loop=2, checkpoint_every=2)
     images = np.concatenate([x[:4]] * 4 + [x[4:]] * 4)  # steps 1-4 good, 5-8 NaN
     labels = np.concatenate([y[:4]] * 8)
-    trainer = Trainer(small_graph, cfg, tf.distribute.get_strategy(), str(tmp_path),
-                      log=lambda m: None)
+    trainer = Trainer(small_graph, cfg, tf.distribute.get_strategy(), str(tmp_path))
     with pytest.raises(TrainingDiverged, match=r"loss became NaN at step 5 .*ckpt-4"):
-        trainer.train(_batches(images, labels, per_step=8))
+        train_steps(trainer, _batches(images, labels, per_step=8), cfg.train_steps)
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
 
 
-def test_a_variable_no_gradient_reaches_is_left_unchanged_and_named(tmp_path):
+def test_a_variable_no_gradient_reaches_is_left_unchanged_and_named(tmp_path, messages):
     """max_conf's beta sits behind an argmax (spec 1.6): training skips it, as the original's
     TF1 optimizer did, instead of failing on a None gradient (ugrnn_intermediate_t30_tmaxconf
     could not train)."""
     x, y = _data()
-    logs = []
     trainer = Trainer(lambda: small_graph(readout={"kind": "max_conf"}), _cfg(),
-                      tf.distribute.get_strategy(), str(tmp_path), log=logs.append)
+                      tf.distribute.get_strategy(), str(tmp_path))
     before = {v.path: v.numpy().copy() for v in trainer.model.trainable_variables}
-    trainer.train(_batches(x, y))
+    train_steps(trainer, _batches(x, y), 4)
     after = {v.path: v.numpy() for v in trainer.model.trainable_variables}
     beta = [k for k in before if k.endswith("softmax_beta")]
     assert len(beta) == 1
     np.testing.assert_array_equal(after[beta[0]], before[beta[0]])
     moved = [k for k in before if not np.array_equal(after[k], before[k])]
     assert len(moved) == len(before) - 1, sorted(set(before) - set(moved))
-    assert any(m.startswith("no gradient reaches") and beta[0] in m for m in logs), logs
+    assert any(m.startswith("no gradient reaches") and beta[0] in m for m in messages)
 
 
 def test_resume_reseeds_the_input_with_the_step(tmp_path):
@@ -210,13 +206,11 @@ def test_resume_reseeds_the_input_with_the_step(tmp_path):
     def data(seed):
         seeds.append(seed)
         return _batches(x, y)(seed)
-    t = Trainer(small_graph, _cfg(seed=7), tf.distribute.get_strategy(), str(tmp_path),
-                log=lambda m: None)
-    t.train(data, to_step=2)
-    t2 = Trainer(small_graph, _cfg(seed=7), tf.distribute.get_strategy(), str(tmp_path),
-                 log=lambda m: None)
+    t = Trainer(small_graph, _cfg(seed=7), tf.distribute.get_strategy(), str(tmp_path))
+    train_steps(t, data, to_step=2)
+    t2 = Trainer(small_graph, _cfg(seed=7), tf.distribute.get_strategy(), str(tmp_path))
     t2.restore()
-    t2.train(data)
+    train_steps(t2, data, to_step=4)
     assert seeds == [7, 9] and t2.step == 4
 
 

@@ -145,7 +145,7 @@ class DataConfig:
         return records.explain(error, files, self.num_classes, self.label_offset)
 
     def train_input(self, image_size: int, global_batch: int, stats=None):
-        """``seed -> (input_context -> dataset)`` for ``Trainer.train``; ``stats``: a
+        """``seed -> (input_context -> dataset)`` for ``Trainer.run_steps``; ``stats``: a
         ``pipeline.InputStats`` that counts skipped records (with ``skip_bad``)."""
         return lambda seed: self.train_fn(image_size, global_batch, seed, stats)
 

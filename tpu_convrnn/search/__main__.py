@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # (none of these loads TensorFlow: --help and argument errors come before it)
+from tpu_convrnn import console  # noqa: E402
 from tpu_convrnn.files import writable_folder  # noqa: E402
 from tpu_convrnn.search import candidate, references, study as study_lib  # noqa: E402
 from tpu_convrnn.search import report as report_lib  # noqa: E402
@@ -31,6 +33,8 @@ from tpu_convrnn.search.runner import RunnerBroken  # noqa: E402
 from tpu_convrnn.search.study import (end_reason, end_reason_counts, mask_url,  # noqa: E402
                                       open_storage, storage_url)
 from tpu_convrnn.search.worker import Worker  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 
 def _parser():
@@ -88,11 +92,7 @@ class Setup:
         self.fresh = not os.path.exists(args.study_dir)  # (made here: removed on errors)
         writable_folder(args.study_dir, "--study_dir")
         try:
-            index = getattr(args, "worker_index", None)
-            self.storage = open_storage(
-                self.url, self.cfg, with_heartbeat,
-                log=lambda msg: print(f"[w{index}] {msg}" if index is not None else msg,
-                                      flush=True))
+            self.storage = open_storage(self.url, self.cfg, with_heartbeat)
         except ValueError:
             if self.fresh:  # an unreachable storage leaves no empty study folder behind
                 shutil.rmtree(args.study_dir, ignore_errors=True)
@@ -132,12 +132,12 @@ def _work(args, s, study, split, warmup_fraction) -> int:
                     warmup_fraction, args.worker_index, args.tpu)
     worker.install_signal_handlers()
     if worker.run(args.n_trials) == "stopped":
-        worker.log("stopped: the running trial was re-queued")
+        log.info("stopped: the running trial was re-queued")
         return 0
     reasons = map(end_reason, study.get_trials(deepcopy=False))
-    worker.log(f"study {s.name!r}: {end_reason_counts(reasons)}; "
-               f"report: python -m tpu_convrnn.search report --space={args.space} "
-               f"--study_dir={args.study_dir}")
+    log.info(f"study {s.name!r}: {end_reason_counts(reasons)}; "
+             f"report: python -m tpu_convrnn.search report --space={args.space} "
+             f"--study_dir={args.study_dir}")
     return 0
 
 
@@ -184,6 +184,8 @@ def report(args) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    # a worker's lines carry its index (several share a console)
+    console.to_console(f"[w{args.worker_index}] " if args.command == "run" else "")
     try:
         return {"run": run, "report": report}[args.command](args)
     except ValueError as e:

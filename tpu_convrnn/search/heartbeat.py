@@ -9,18 +9,21 @@ period fails no live trial.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 from tpu_convrnn.files import error_reason
 
+log = logging.getLogger(__name__)
+
 
 class Heartbeat:
-    """``with Heartbeat(storage, trial_id, interval, log): ...`` (``storage``: an Optuna
+    """``with Heartbeat(storage, trial_id, interval): ...`` (``storage``: an Optuna
     ``RDBStorage``; a storage without heartbeats: nothing is done)."""
 
-    def __init__(self, storage, trial_id: int, interval: float, log):
-        self.storage, self.trial_id, self.interval, self.log = storage, trial_id, interval, log
+    def __init__(self, storage, trial_id: int, interval: float):
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
         self._stop = threading.Event()
         self._thread = None
         self.down_since = None  # while beats fail: when the first one failed
@@ -33,12 +36,12 @@ class Heartbeat:
             if self.down_since is None:
                 self.down_since = time.monotonic()
                 cause = e.__cause__ or e  # (Optuna wraps the driver's error in its own)
-                self.log(f"heartbeat: the study storage cannot be reached ("
+                log.warning(f"heartbeat: the study storage cannot be reached ("
                          f"{type(cause).__name__}: {error_reason(cause)[:160]}); retrying "
                          f"every {self.interval:g} s")
             return False
         if self.down_since is not None:
-            self.log(f"heartbeat: the study storage answers again after "
+            log.info(f"heartbeat: the study storage answers again after "
                      f"{time.monotonic() - self.down_since:.0f} s")
             self.down_since = None
         return True

@@ -29,7 +29,7 @@ import sys
 import time
 import traceback
 
-from tpu_convrnn import gin_bindings
+from tpu_convrnn import console, gin_bindings
 from tpu_convrnn.files import write_atomic
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -160,6 +160,7 @@ def serve(control_fd: int) -> int:
     of stdin."""
     from absl import logging
     logging.set_verbosity(logging.WARNING)
+    console.to_console()
     import tpu_convrnn.training.experiment  # noqa: F401  (TensorFlow and Keras, once)
     control = os.fdopen(control_fd, "w", buffering=1)
     first = True
@@ -208,6 +209,7 @@ def main(argv=None) -> int:
         p.error(f"one rung needs {', '.join(missing)}")
     from absl import logging
     logging.set_verbosity(logging.WARNING)
+    console.to_console()
     result = run_rung(args.gin_file, args.model_dir, args.steps, args.checkpoint_every,
                       args.warmup_fraction, args.tpu)
     result.write(args.result or os.path.join(args.model_dir, "rung_result.json"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import selectors
 import signal
@@ -27,6 +28,8 @@ import sys
 import time
 
 from tpu_convrnn.search.rung import RungResult
+
+log = logging.getLogger(__name__)
 
 
 class RunnerBroken(RuntimeError):
@@ -52,12 +55,11 @@ def death_reason(code: int) -> str:
 
 
 class Runner:
-    """See the module docstring. ``log(msg)``: the worker's console; ``tpu``: passed to every
-    rung."""
+    """See the module docstring. ``tpu``: passed to every rung."""
 
-    def __init__(self, log, tpu=None, recycle_rungs: int = 50, recycle_rss_mb: float = 0,
+    def __init__(self, tpu=None, recycle_rungs: int = 50, recycle_rss_mb: float = 0,
                  max_restarts: int = 3, hang_timeout: float = 0):
-        self.log, self.tpu = log, tpu
+        self.tpu = tpu
         self.hang_timeout = hang_timeout  # 0: none
         self.recycle_rungs, self.recycle_rss_mb = recycle_rungs, recycle_rss_mb
         self.max_restarts = max_restarts
@@ -85,7 +87,7 @@ class Runner:
         os.close(write_fd)
         self.control = os.fdopen(read_fd, "rb", buffering=0)
         self.rungs = 0
-        self.log(f"rung runner started (pid {self.proc.pid})")
+        log.info(f"rung runner started (pid {self.proc.pid})")
 
     def close(self):
         """Ends the runner (end of its stdin; killed if it does not exit within 30 s)."""
@@ -116,13 +118,13 @@ class Runner:
             os.remove(result_path)
         line = json.dumps({**request, "tpu": self.tpu, "result": result_path,
                            "sent": time.time()}) + "\n"
-        with open(log_path, "ab") as log:
+        with open(log_path, "ab") as out:
             try:
                 self.proc.stdin.write(line.encode())
                 self.proc.stdin.flush()
             except OSError:
                 pass  # it died meanwhile: no answer comes, the exit status says why
-            answer, hung = self._pump(log, echo_prefix, echo)
+            answer, hung = self._pump(out, echo_prefix, echo)
         if answer is None:
             if hung:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -142,13 +144,13 @@ class Runner:
             self.close()  # it exits after a preempted rung
         elif self.rungs >= self.recycle_rungs or (
                 self.recycle_rss_mb and result.rss_mb > self.recycle_rss_mb):
-            self.log(f"rung runner (pid {self.pid}): recycled after {self.rungs} rungs at "
+            log.info(f"rung runner (pid {self.pid}): recycled after {self.rungs} rungs at "
                      f"{result.rss_mb:.0f} MB")
             self.close()
         return result
 
-    def _pump(self, log, echo_prefix, echo):
-        """Copies the runner's output to ``log`` until its answer arrives, its control pipe
+    def _pump(self, out, echo_prefix, echo):
+        """Copies the runner's output to ``out`` until its answer arrives, its control pipe
         closes (the runner ended) or it is silent for ``hang_timeout`` seconds after taking the
         request. Returns ``(answer or None, hung)``."""
         fd = self.proc.stdout.fileno()
@@ -178,7 +180,7 @@ class Runner:
                             heard = time.monotonic()
                         chunk = os.read(fd, 65536)
                         if chunk:
-                            pending = self._copy(log, pending + chunk, echo_prefix, echo)
+                            pending = self._copy(out, pending + chunk, echo_prefix, echo)
                         else:
                             sel.unregister(fd)
         # The runner's output is in the pipe before its answer (or its end): take all of it.
@@ -188,23 +190,23 @@ class Runner:
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     break
-                pending = self._copy(log, pending + chunk, echo_prefix, echo)
+                pending = self._copy(out, pending + chunk, echo_prefix, echo)
         except BlockingIOError:
             pass
         finally:
             os.set_blocking(fd, True)
         if pending:
-            self._copy(log, pending + b"\n", echo_prefix, echo)
+            self._copy(out, pending + b"\n", echo_prefix, echo)
         return answer, hung
 
-    def _copy(self, log, data: bytes, echo_prefix, echo) -> bytes:
-        """Writes the complete lines of ``data`` to ``log`` (echoing the chosen ones); returns
+    def _copy(self, out, data: bytes, echo_prefix, echo) -> bytes:
+        """Writes the complete lines of ``data`` to ``out`` (echoing the chosen ones); returns
         the incomplete rest."""
         *lines, rest = data.split(b"\n")
         for raw in lines:
-            log.write(raw + b"\n")
+            out.write(raw + b"\n")
             text = raw.decode(errors="replace").rstrip().split("\r")[-1]
             if text.startswith(tuple(echo)):
-                self.log(f"{echo_prefix} {text}")
-        log.flush()
+                log.info(f"{echo_prefix} {text}")
+        out.flush()
         return rest

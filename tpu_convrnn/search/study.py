@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import functools
 import json
+import logging
 import os
 import random
 import time
@@ -32,6 +33,8 @@ from tpu_convrnn.search.candidate import gin_value
 from tpu_convrnn.search.config import SearchSpace, StudyConfig
 from tpu_convrnn.search.heartbeat import Heartbeat
 from tpu_convrnn.search.record import TrialRecord
+
+log = logging.getLogger(__name__)
 
 PASSWORD_ENV = "TPU_CONVRNN_STORAGE_PASSWORD"
 SPLIT_GIN = "data_split.gin"
@@ -123,16 +126,17 @@ def _retrying(base_class, name):
                     if not self._down:
                         self._down = True
                         text = _scrub(error_reason(e.__cause__ or e), self.url)
-                        self.log(f"the study storage {mask_url(self.url)} cannot be reached "
-                                 f"({text[:160]}); retrying for up to {self.patience:.0f} s")
+                        log.warning(f"the study storage {mask_url(self.url)} cannot be "
+                                    f"reached ({text[:160]}); retrying for up to "
+                                    f"{self.patience:.0f} s")
                 if now - first > self.patience:
                     raise
                 time.sleep(min(2.0, self.patience / 10))
                 continue
             if self._down and first is not None:
                 self._down = False
-                self.log(f"the study storage answers again (after {time.monotonic() - first:.0f}"
-                         " s)")
+                log.info(f"the study storage answers again (after "
+                         f"{time.monotonic() - first:.0f} s)")
             return result
     call.__name__ = name
     return call
@@ -146,16 +150,15 @@ def _retrying_storage_class():
         """``RDBStorage`` whose calls wait out a lost database connection (a server restart, a
         network blip) for up to ``patience`` seconds, saying so once, instead of failing the
         worker at its next call."""
-        patience, log, url, _down = 0.0, staticmethod(print), "", False
+        patience, url, _down = 0.0, "", False
     for name in _RETRIED:
         setattr(RetryingRDBStorage, name, _retrying(RDBStorage, name))
     return RetryingRDBStorage
 
 
-def open_storage(url: str, cfg: StudyConfig, with_heartbeat: bool = True, attempts: int = 3,
-                 log=print):
+def open_storage(url: str, cfg: StudyConfig, with_heartbeat: bool = True, attempts: int = 3):
     """An ``RDBStorage`` on ``url`` with heartbeats, retries of stale trials, and calls that
-    wait out a lost connection for up to ``cfg.grace_period`` (said through ``log``);
+    wait out a lost connection for up to ``cfg.grace_period`` (said in the log);
     ValueError naming the (masked) URL if it cannot be reached."""
     import warnings
 
@@ -178,7 +181,7 @@ def open_storage(url: str, cfg: StudyConfig, with_heartbeat: bool = True, attemp
         try:
             storage = storage_class(url, engine_kwargs=engine, **kwargs)
             # an outage shorter than the grace period is waited out: it fails no live trial
-            storage.patience, storage.log, storage.url = float(cfg.grace_period), log, url
+            storage.patience, storage.url = float(cfg.grace_period), url
             return storage
         except Exception as e:  # noqa: BLE001  (sqlalchemy OperationalError, driver errors)
             # Workers starting together on a fresh database race to create Optuna's tables
@@ -333,7 +336,7 @@ def end_reason_counts(reasons) -> str:
                                                        key=lambda kv: (-kv[1], kv[0])))
 
 
-def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: False):
+def run_trials(study, attempt, n_trials: int, after=None, stopping=lambda: False):
     """Optuna's ask-and-tell loop of a worker: fail stale trials (and re-queue them, by the
     storage's callback), ask, ``attempt(trial) -> (state, values)`` under this worker's own
     ``Heartbeat``, tell (``skip_if_finished``: a trial failed by another worker meanwhile is
@@ -363,18 +366,18 @@ def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: 
             return "done"
         crashes = sum(end_reason(t) == "crashed" for t in trials)
         if crashes >= n_trials:
-            log(f"{crashes} trials crashed: stopping (see the trial logs)")
+            log.warning(f"{crashes} trials crashed: stopping (see the trial logs)")
             return "crashes"
         if repeats >= n_trials:
-            log(f"{repeats} trials were exact repeats of earlier ones: the space is nearly "
-                "exhausted; stopping")
+            log.warning(f"{repeats} trials were exact repeats of earlier ones: the space is "
+                        "nearly exhausted; stopping")
             return "repeats"
         if stopping():
             return "stopped"
         with warnings.catch_warnings():  # ("supposed to be used with Study.optimize": the
             warnings.filterwarnings("ignore", "Heartbeat of storage")  # beat is ours, below)
             trial = study.ask()
-        with Heartbeat(storage, trial._trial_id, interval or 0, log):
+        with Heartbeat(storage, trial._trial_id, interval or 0):
             try:
                 state, values = attempt(trial)
             except BaseException:  # (a bug, KeyboardInterrupt): the trial fails, then raise
@@ -382,8 +385,8 @@ def run_trials(study, attempt, n_trials: int, log, after=None, stopping=lambda: 
                 raise
         frozen = study.tell(trial, values, state, skip_if_finished=True)
         if frozen.state != state:
-            log(f"trial {trial.number} was failed by another worker while it ran here (its "
-                "heartbeat had stopped for longer than the grace period) and is retried "
-                "there; this worker's result for it is dropped")
+            log.warning(f"trial {trial.number} was failed by another worker while it ran here "
+                        "(its heartbeat had stopped for longer than the grace period) and is "
+                        "retried there; this worker's result for it is dropped")
         if after is not None:
             after(study, frozen)

@@ -18,6 +18,7 @@ to resume, and the worker exits 0.
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -32,6 +33,8 @@ from tpu_convrnn.search.runner import Runner
 
 # Child lines echoed to the worker's console (the rest goes to the trial's log only).
 _ECHO = ("step ", "resumed from", "eval at", "error", "checkpoint ", "Traceback")
+
+log = logging.getLogger(__name__)
 
 
 class TrialFailed(Exception):
@@ -60,20 +63,15 @@ class Worker:
     """Runs trials of ``study`` (see the module docstring)."""
 
     def __init__(self, study, space, cfg, study_dir, trials_dir, split_gin, warmup_fraction,
-                 worker_index=0, tpu=None, log=None):
+                 worker_index=0, tpu=None):
         self.study, self.space, self.cfg = study, space, cfg
         self.study_dir, self.trials_dir, self.split_gin = study_dir, trials_dir, split_gin
         self.warmup_fraction = warmup_fraction
         self.index, self.tpu = worker_index, tpu
-        self.tag = f"[w{worker_index}]"
-        self._log = log or (lambda msg: print(msg, flush=True))
-        self.runner = Runner(self.log, tpu, recycle_rungs=cfg.recycle_rungs,
+        self.runner = Runner(tpu, recycle_rungs=cfg.recycle_rungs,
                              recycle_rss_mb=cfg.recycle_rss_mb, hang_timeout=cfg.hang_timeout)
         self.stopping = False
         self.single = len(cfg.objectives) == 1
-
-    def log(self, msg):
-        self._log(f"{self.tag} {msg}")
 
     # ------------------------------------------------------------------ signals
     def install_signal_handlers(self):
@@ -82,7 +80,7 @@ class Worker:
 
     def _on_signal(self, signum, frame):
         if not self.stopping:
-            self.log(f"{signal.Signals(signum).name}: the running rung saves and stops; its "
+            log.info(f"{signal.Signals(signum).name}: the running rung saves and stops; its "
                      "trial is re-queued")
         self.stopping = True
         self.runner.signal(signal.SIGTERM)
@@ -92,7 +90,7 @@ class Worker:
         """Runs trials until ``n_trials`` are finished, as many crashed, or a signal; returns
         which (``study.run_trials``)."""
         try:
-            return run_trials(self.study, self.attempt, n_trials, self.log, self.after_trial,
+            return run_trials(self.study, self.attempt, n_trials, self.after_trial,
                               lambda: self.stopping)
         finally:
             self.runner.close()
@@ -109,7 +107,7 @@ class Worker:
         except (TrialFailed, TrialRequeued, TakenOver):
             return TrialState.FAIL, None
         except BaseException as e:  # a bug of the worker: the trial fails (run_trials tells
-            _try_set(trial, "error", f"worker error: {type(e).__name__}: {e}"[:500])  # FAIL)
+            _try_put(trial, error=f"worker error: {type(e).__name__}: {e}"[:500])  # FAIL)
             raise
 
     # ------------------------------------------------------------------ the objective
@@ -134,12 +132,12 @@ class Worker:
             info = candidate.inspect_gin(gin_path, self.space.filters_fit_maps)
         except candidate.Rejected as e:
             record.put(trial, rejected=str(e))
-            self.log(f"trial {trial.number} ({kind}): rejected before training: {e}")
+            log.info(f"trial {trial.number} ({kind}): rejected before training: {e}")
             raise TrialFailed(f"rejected: {e}") from None
         config_hash = candidate.digest({"arch": info["arch_hash"], "train": {
             k: v for k, v in bindings.items() if k.startswith("train.")}})
         record.put(trial, **info, config_hash=config_hash, worker_rss_mb=round(rss_mb()))
-        self.log(f"trial {trial.number} ({kind}): {info['params']:,} params, "
+        log.info(f"trial {trial.number} ({kind}): {info['params']:,} params, "
                  f"{info['flops_train_step'] / 1e9:.3g} GFLOP per training image")
         repeat = self._repeat_of(trial, config_hash)
         if repeat is not None:
@@ -170,13 +168,13 @@ class Worker:
             if self.single:
                 trial.report(top1, budget)
                 if k + 1 < len(budgets) and k >= passed and trial.should_prune():
-                    self.log(f"trial {trial.number} rung {k + 1}/{len(budgets)} ({budget} steps):"
+                    log.info(f"trial {trial.number} rung {k + 1}/{len(budgets)} ({budget} steps):"
                              f" top1 {top1:.4f} in {dt:.0f} s; pruned")
                     raise optuna.TrialPruned()
             if k + 1 < len(budgets) and k >= passed:
                 record.put(trial, rungs_passed=k + 1)
             rest = sum(budgets[k + 1:]) / budget * dt
-            self.log(f"trial {trial.number} rung {k + 1}/{len(budgets)} ({budget} steps): top1 "
+            log.info(f"trial {trial.number} rung {k + 1}/{len(budgets)} ({budget} steps): top1 "
                      f"{top1:.4f} in {dt:.0f} s" + (f"; promoted, trial ETA {format_hms(rest)}"
                                                    if k + 1 < len(budgets) else ""))
         record.put(trial, seconds=round(time.monotonic() - t0, 1))
@@ -186,12 +184,12 @@ class Worker:
         self._wait_for_folder(trial, model_dir)
         done = finished_metrics(model_dir, budget)
         if done is not None:
-            self.log(f"trial {trial.number} {what}: already evaluated at step {budget}")
+            log.info(f"trial {trial.number} {what}: already evaluated at step {budget}")
             return done
         name = f"trial_{origin_number(trial):05d}_steps_{budget}"
         log_path = os.path.join(self.study_dir, "logs", f"{name}.log")
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        self.log(f"trial {trial.number} {what}: training {budget} steps in {model_dir} "
+        log.info(f"trial {trial.number} {what}: training {budget} steps in {model_dir} "
                  f"(log {log_path})")
         result = self.runner.run(
             os.path.join(self.study_dir, "rungs", f"{name}.trial_{trial.number:05d}.json"),
@@ -204,11 +202,11 @@ class Worker:
             self._requeue(trial)
         if result.status == "diverged":  # a (bad) result: the worst top-1, so the sampler
             record.put(trial, diverged=result.error)  # learns from it
-            self.log(f"trial {trial.number} {what}: diverged, scored top1 0: {result.error}")
+            log.info(f"trial {trial.number} {what}: diverged, scored top1 0: {result.error}")
             return {"top1": 0.0, "top1_per_step": []}
         if result.status == "failed":
             record.put(trial, error=result.error)
-            self.log(f"trial {trial.number} {what}: failed: {result.error} (log {log_path})")
+            log.info(f"trial {trial.number} {what}: failed: {result.error} (log {log_path})")
             raise TrialFailed(result.error)
         return {"top1": result.top1, "top1_per_step": result.top1_per_step}
 
@@ -218,9 +216,9 @@ class Worker:
         it, and takes its result if it finishes the rung."""
         from tpu_convrnn.training.model_dir import live_holder
         said = False
-        while (holder := live_holder(model_dir, self.log)) is not None:
+        while (holder := live_holder(model_dir)) is not None:
             if not said:
-                self.log(f"trial {trial.number}: {model_dir} is held by pid {holder['pid']} on "
+                log.info(f"trial {trial.number}: {model_dir} is held by pid {holder['pid']} on "
                          f"host {holder['host']} (an earlier attempt, still running); waiting "
                          "for it to end")
                 said = True
@@ -233,7 +231,7 @@ class Worker:
         from optuna.trial import TrialState
         state = self.study._storage.get_trial(trial._trial_id).state
         if state != TrialState.RUNNING:
-            self.log(f"trial {trial.number}: {state.name} in the study (failed by another "
+            log.info(f"trial {trial.number}: {state.name} in the study (failed by another "
                      "worker while this one could not reach the database); it is retried "
                      "there, this worker stops working on it")
             raise TakenOver(f"trial {trial.number}")
@@ -243,7 +241,7 @@ class Worker:
         _try_put(trial, interrupted="SIGTERM or Ctrl-C; re-queued")
         self.study.enqueue_trial(trial.params, user_attrs=record.attrs(
             resume_of=origin, rungs_passed=TrialRecord.of(trial).rungs_passed or 0))
-        self.log(f"trial {trial.number}: stopped; re-queued to resume from its checkpoints "
+        log.info(f"trial {trial.number}: stopped; re-queued to resume from its checkpoints "
                  f"({self.trials_dir}/{origin:05d})")
         raise TrialRequeued(f"trial {trial.number} re-queued")
 
@@ -265,7 +263,7 @@ class Worker:
             if not same or self.stopping:
                 return None
             if not waited:
-                self.log(f"trial {trial.number}: same configuration as running trial "
+                log.info(f"trial {trial.number}: same configuration as running trial "
                          f"{same[0].number}; waiting for its result")
                 waited = True
             time.sleep(poll)
@@ -280,7 +278,7 @@ class Worker:
         if self.single:
             for step, value in sorted(earlier.intermediate_values.items()):
                 trial.report(value, step)
-        self.log(f"trial {trial.number}: exact repeat of trial {earlier.number} "
+        log.info(f"trial {trial.number}: exact repeat of trial {earlier.number} "
                  f"({earlier.state.name}); its result is taken, nothing trained")
         if earlier.state == TrialState.PRUNED:
             raise optuna.TrialPruned()
@@ -307,7 +305,7 @@ class Worker:
         if frozen.state in (TrialState.COMPLETE, TrialState.PRUNED) and complete:
             best = complete[0]
             value = frozen.values[0] if frozen.values else float("nan")
-            self.log(f"trial {frozen.number} {frozen.state.name.lower()}: top1 {value:.4f} at "
+            log.info(f"trial {frozen.number} {frozen.state.name.lower()}: top1 {value:.4f} at "
                      f"{TrialRecord.of(frozen).budget or '?'} steps; best so far "
                      f"{best.values[0]:.4f} (trial {best.number}); "
                      f"{sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)}"

@@ -16,14 +16,16 @@ subfolder that is deleted afterwards.
 """
 from __future__ import annotations
 
+import logging
 import os
-import sys
 
 import tensorflow as tf
 
 from tpu_convrnn import files
 
 CHECKPOINT_SUBDIR = "checkpoints"
+
+log = logging.getLogger(__name__)
 
 
 class SaveFailed(RuntimeError):
@@ -38,8 +40,7 @@ class TrainingCheckpoints:
     """Save and restore (model, optimizer) with fallback to older checkpoints."""
 
     def __init__(self, model, optimizer, directory: str, keep: int = 3, chief: bool = True,
-                 worker_id: int = 0, log=None):
-        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+                 worker_id: int = 0):
         self.directory = directory
         self.checkpoint = tf.train.Checkpoint(model=_weights_by_path(model), optimizer=optimizer)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep)
@@ -55,7 +56,7 @@ class TrainingCheckpoints:
                 # unreadable checkpoint means: try the previous one)
                 reason = _first_line(e)
                 older = candidates[i + 1] if i + 1 < len(candidates) else None
-                self.log(f"checkpoint {path} could not be restored ({reason}); "
+                log.warning(f"checkpoint {path} could not be restored ({reason}); "
                          + (f"falling back to {older}" if older else "no older checkpoint"))
                 continue
             return path
@@ -77,7 +78,7 @@ class TrainingCheckpoints:
             self.checkpoint.restore(path).assert_existing_objects_matched()
             return True
         except Exception as e:  # noqa: BLE001  (as in restore)
-            self.log(f"checkpoint {path} could not be restored ({_first_line(e)}); skipped")
+            log.warning(f"checkpoint {path} could not be restored ({_first_line(e)}); skipped")
             return False
 
     def save(self, step: int) -> str:

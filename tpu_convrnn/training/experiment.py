@@ -15,29 +15,30 @@ evaluation under way is dropped and redone at the restart).
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 
 import keras
 import tensorflow as tf
 
 from tpu_convrnn import files
-from tpu_convrnn.training import distribute
-
-from tpu_convrnn.training import model_dir as model_dir_lib
 from tpu_convrnn.data import pipeline
 from tpu_convrnn.data.sources import DataConfig
+from tpu_convrnn.progress import Progress, format_hms
+from tpu_convrnn.training import distribute
+from tpu_convrnn.training import model_dir as model_dir_lib
 from tpu_convrnn.training.evaluate import (EvaluationStopped, evaluate, make_eval_step,
                                           read_metrics, record_metrics)
-from tpu_convrnn.progress import Progress
 from tpu_convrnn.training.train import TrainConfig, Trainer, compile_seconds
 
 MODES = ("train", "eval", "train_and_eval")
 
+log = logging.getLogger(__name__)
+
 
 def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cfg: TrainConfig,
-                       tpu: str | None = None, log=print, on_start=None,
-                       eval_missing: bool = True, eval_name: str = "eval",
-                       eval_every_save: bool = True) -> dict:
+                       tpu: str | None = None, on_start=None, eval_missing: bool = True,
+                       eval_name: str = "eval", eval_every_save: bool = True) -> dict:
     """Runs ``mode``; returns ``{"status": "done"|"preempted", "step": int, "metrics": dict,
     "seconds": dict}``, the last the wall time split into ``build`` (strategy, lock, model,
     restore), ``compile`` (the first training loop's trace and compile), ``train`` (the
@@ -60,27 +61,26 @@ def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cf
     data = data.resolved()
     data.check_files(mode)  # a garbage shard or bad first record: named before any build
     strategy = distribute.make_strategy(tpu)
-    log(f"strategy: {distribute.describe(strategy)}")
-    with model_dir_lib.hold(model_dir, distribute.is_chief(strategy), log) as lock:
+    log.info(f"strategy: {distribute.describe(strategy)}")
+    with model_dir_lib.hold(model_dir, distribute.is_chief(strategy)) as lock:
         keras.utils.set_random_seed(cfg.seed)  # the same initial weights for the same seed
-        trainer = Trainer(model_fn, cfg, strategy, model_dir, log=log)
-        trainer.heartbeat = lock.touch if lock else None
+        trainer = Trainer(model_fn, cfg, strategy, model_dir)
         model = trainer.model
-        log(f"model {model.name}: {model.count_params():,} parameters, T={model.times}, "
-            f"{model.image_size}x{model.image_size} images, {model.num_classes} outputs; "
-            f"data: {data.source} {data.train_pattern or ''}; global batch "
-            f"{cfg.global_batch}, {cfg.train_steps} steps")
+        log.info(f"model {model.name}: {model.count_params():,} parameters, T={model.times}, "
+                 f"{model.image_size}x{model.image_size} images, {model.num_classes} outputs; "
+                 f"data: {data.source} {data.train_pattern or ''}; global batch "
+                 f"{cfg.global_batch}, {cfg.train_steps} steps")
         if model.num_classes < data.num_classes:
             raise ValueError(f"the model has {model.num_classes} outputs but the data has "
                              f"{data.num_classes} classes (set model.num_classes)")
-        start = trainer.restore()
+        trainer.restore()
         if on_start is not None:
             on_start(trainer)
-        result = {"status": "done", "step": start, "metrics": None}
-        t_built, t_training = time.monotonic(), 0.0
+        result = {"status": "done", "step": trainer.step, "metrics": None}
+        t_built, t_training, eval_in_training = time.monotonic(), 0.0, 0.0
         with trainer.sigterm_guard():
             evaluation = None if mode == "train" else Evaluation(trainer, data, cfg, model_dir,
-                                                                 log, eval_name)
+                                                                 eval_name)
             try:
                 if evaluation and eval_missing:
                     result["metrics"] = evaluation.catch_up()
@@ -90,51 +90,103 @@ def train_and_evaluate(mode: str, model_dir: str, model_fn, data: DataConfig, cf
                     if result["metrics"] is None or result["metrics"]["step"] != trainer.step:
                         result["metrics"] = evaluation.run(trainer.step)
                 else:
-                    t_training = _train(trainer, data, cfg, evaluation, eval_every_save,
-                                        result, log)
+                    stats = pipeline.InputStats() if data.skip_bad else None
+                    train_fn = data.train_input(model.image_size, cfg.global_batch, stats)
+                    t0, e0 = time.monotonic(), _seconds(evaluation)
+                    status, metrics = train_steps(
+                        trainer, train_fn, cfg.train_steps, evaluation, eval_every_save,
+                        heartbeat=lock.touch if lock else None, input_stats=stats,
+                        input_errors=lambda: _named_input_errors(data, "train"))
+                    t_training = time.monotonic() - t0
+                    eval_in_training = _seconds(evaluation) - e0
+                    result["status"] = status
+                    result["metrics"] = metrics or result["metrics"]
             except EvaluationStopped:  # SIGTERM during an evaluation: its checkpoint is saved
-                log(f"SIGTERM: evaluation dropped {trainer.sigterm_delay()} after the signal "
-                    "(it is redone when the run restarts); exit 0")
+                log.info(f"SIGTERM: evaluation dropped {trainer.sigterm_delay()} after the "
+                         "signal (it is redone when the run restarts); exit 0")
                 result["status"] = "preempted"
         result["step"] = trainer.step
         loops = sum(dt for _, dt in trainer.loop_seconds)
         compiled = compile_seconds(trainer.loop_seconds)
         result["seconds"] = {"build": t_built - t_start, "compile": compiled,
-                             "train": loops - compiled, "save": max(0.0, t_training - loops),
-                             "eval": evaluation.seconds if evaluation else 0.0}
+                             "train": loops - compiled,
+                             "save": max(0.0, t_training - eval_in_training - loops),
+                             "eval": _seconds(evaluation)}
         return result
 
 
-def _train(trainer, data, cfg, evaluation, eval_every_save, result, log) -> float:
-    """The training loop of ``train_and_evaluate`` (it fills ``result``); returns the wall
-    seconds spent in ``trainer.train``."""
-    stats = pipeline.InputStats() if data.skip_bad else None
-    train_fn = data.train_input(trainer.model.image_size, cfg.global_batch, stats)
-    seconds = 0.0
-    while trainer.step < cfg.train_steps:
-        t0 = time.monotonic()
-        with _named_input_errors(data, "train"):
-            status = trainer.train(train_fn, to_step=trainer.next_save_step())
-        seconds += time.monotonic() - t0
-        if stats is not None and stats.skipped:
-            log(f"data.skip_bad: {stats.skipped:,} bad training records skipped "
-                f"so far ({stats.read:,} read since this run started)")
-        if status == "preempted":
-            result["status"] = "preempted"
-            return seconds
-        if evaluation and eval_every_save:
-            result["metrics"] = evaluation.run(trainer.step)
-    if evaluation and not eval_every_save:
-        result["metrics"] = evaluation.at_step(trainer.step)
-    return seconds
+def train_steps(trainer: Trainer, train_fn, to_step: int, evaluation=None,
+                eval_every_save: bool = True, heartbeat=None, input_stats=None,
+                input_errors=contextlib.nullcontext) -> tuple:
+    """The training loop, every cadence in this one body: from the trainer's step to
+    ``to_step``, ``steps_per_loop`` steps per call of the compiled function; after each call
+    the console line and summaries, ``heartbeat()`` (the model dir's lock) and the hosts'
+    agreed SIGTERM check; a checkpoint every ``trainer.save_interval`` steps, at ``to_step``
+    and at a SIGTERM (which then stops the loop); an evaluation after each checkpoint
+    (``eval_every_save``) or once at ``to_step``. Returns ``(status, metrics)``: "done" or
+    "preempted", and the last evaluation's metrics (None without one). ``input_stats``: the
+    ``pipeline.InputStats`` of ``train_fn`` (its skipped records are said at each save);
+    ``input_errors()``: a context around each call of the steps that names a bad record."""
+    cfg, every, metrics = trainer.cfg, trainer.save_interval, None
+    step0, t_start = trainer.step, time.monotonic()
+    if step0 >= to_step:
+        log.info(f"already at step {step0} >= {to_step}: nothing to train")
+    try:
+        while trainer.step < to_step:
+            n = min(cfg.steps_per_loop, to_step - trainer.step)
+            with input_errors():
+                loss, seconds = trainer.run_steps(train_fn, n)
+            _report(trainer, loss, n, seconds, step0, t_start, to_step)
+            if heartbeat is not None:
+                heartbeat()
+            preempted = trainer.stop_requested()
+            if trainer.step % every and trainer.step < to_step and not preempted:
+                continue
+            path = trainer.checkpoints.save(trainer.step)
+            log.info(f"step {trainer.step}: saved checkpoint {path}")
+            if input_stats is not None and input_stats.skipped:
+                log.info(f"data.skip_bad: {input_stats.skipped:,} bad training records "
+                         f"skipped so far ({input_stats.read:,} read since this run started)")
+            if preempted:
+                log.info(f"SIGTERM received: checkpoint saved {trainer.sigterm_delay()} after "
+                         "the signal, stopping (exit 0); restart with the same --model_dir to "
+                         "resume")
+                return "preempted", metrics
+            if evaluation is not None and eval_every_save:
+                metrics = evaluation.run(trainer.step)
+    finally:
+        trainer.writer.flush()
+    if evaluation is not None and not eval_every_save:
+        metrics = evaluation.at_step(trainer.step)
+    return "done", metrics
+
+
+def _report(trainer, loss, n, seconds, step0, t_start, to_step):
+    """The console line and training summaries of a loop of ``n`` steps."""
+    step = trainer.step
+    ips = n * trainer.cfg.global_batch / max(seconds, 1e-9)
+    rate = (step - step0) / max(time.monotonic() - t_start, 1e-9)
+    eta = (to_step - step) / rate if rate > 0 else float("inf")
+    lr = float(trainer.schedule(step))
+    log.info(f"step {step}/{to_step}  loss {loss:.4f}  lr {lr:.4g}  {ips:,.1f} images/s  "
+             f"ETA {format_hms(eta)}")
+    with trainer.writer.as_default(step=step):
+        tf.summary.scalar("loss", loss)
+        tf.summary.scalar("learning_rate", lr)
+        tf.summary.scalar("images_per_second", ips)
+
+
+def _seconds(evaluation) -> float:
+    """Wall seconds of the evaluations run so far."""
+    return evaluation.seconds if evaluation is not None else 0.0
 
 
 class Evaluation:
     """Held-out evaluation of the trainer's model at a checkpoint step, recorded in
     ``<model_dir>/<eval_name>`` (metrics.json, the accuracy-over-time plot, TensorBoard)."""
 
-    def __init__(self, trainer, data, cfg, model_dir, log, eval_name="eval"):
-        self.trainer, self.data, self.log = trainer, data, log
+    def __init__(self, trainer, data, cfg, model_dir, eval_name="eval"):
+        self.trainer, self.data = trainer, data
         self.eval_dir = f"{model_dir}/{eval_name}"
         self.chance = 1.0 / data.num_classes
         self.batch = cfg.eval_batch or cfg.global_batch
@@ -162,12 +214,12 @@ class Evaluation:
         metrics["num_skipped"] = self.fn.num_examples - metrics["num_examples"]
         skipped = (f", {metrics['num_skipped']:,} bad records skipped (data.skip_bad)"
                    if metrics["num_skipped"] else "")
-        self.log(f"eval at step {step}: top1 {metrics['top1']:.4f}  top5 {metrics['top5']:.4f}"
+        log.info(f"eval at step {step}: top1 {metrics['top1']:.4f}  top5 {metrics['top5']:.4f}"
                  f"  ({metrics['num_examples']} images{skipped}); top1 by time step: "
                  + " ".join(f"{a:.2f}" for a in metrics["top1_per_step"]))
         if self.trainer.chief:
             record_metrics(self.eval_dir, metrics, self.writer, chance=self.chance)
-            self.log(f"wrote {self.eval_dir}/metrics.json and {self.eval_dir}/"
+            log.info(f"wrote {self.eval_dir}/metrics.json and {self.eval_dir}/"
                      "accuracy_over_time.png")
         return metrics
 
@@ -186,7 +238,7 @@ class Evaluation:
                    if s not in done and s <= newest]  # (a newer one is unreadable)
         if not missing:
             return None
-        self.log(f"{len(missing)} checkpoint(s) without an evaluation (cut off by a kill?): "
+        log.info(f"{len(missing)} checkpoint(s) without an evaluation (cut off by a kill?): "
                  + ", ".join(f"ckpt-{s}" for s, _ in missing))
         metrics = None
         for step, path in missing:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import socket
@@ -39,6 +40,8 @@ LOCK_FILE = "LOCK"
 STALE_AFTER_S = 900  # a heartbeat older than this (another host) means the holder is gone
 CLOCK_SKEW_S = 120  # a heartbeat further ahead than this of this host's clock is suspect
 _HEARTBEAT_EVERY_S = 60
+
+log = logging.getLogger(__name__)
 
 
 class ModelDirInUse(RuntimeError):
@@ -61,8 +64,8 @@ def _alive(pid: int) -> bool:
 
 
 class _Lock:
-    def __init__(self, model_dir, log):
-        self.path, self.log = f"{model_dir}/{LOCK_FILE}", log
+    def __init__(self, model_dir):
+        self.path = f"{model_dir}/{LOCK_FILE}"
         self.me, self.last = _me(), 0.0
 
     def acquire(self):
@@ -86,7 +89,7 @@ class _Lock:
                 f"another --model_dir (delete {LOCK_FILE} only if that process is gone)")
         if holder is not None:
             why = holder.get("garbage") or "no longer running"
-            self.log(f"taking over {self.path} from pid {holder.get('pid')} on host "
+            log.warning(f"taking over {self.path} from pid {holder.get('pid')} on host "
                      f"{holder.get('host')} ({why})")
         self._write()
         if self._read() != self.me:  # another run wrote in between
@@ -101,7 +104,7 @@ class _Lock:
         age = time.time() - holder["heartbeat"]
         if age < -CLOCK_SKEW_S:
             file_age = time.time() - tf.io.gfile.stat(self.path).mtime_nsec / 1e9
-            self.log(f"{self.path}: the heartbeat of pid {holder['pid']} on host "
+            log.warning(f"{self.path}: the heartbeat of pid {holder['pid']} on host "
                      f"{holder['host']} is {-age:.0f} s in the future (that host's clock, or a "
                      f"hand-made file): judging it by the file's age, {file_age:.0f} s")
             age = file_age
@@ -142,15 +145,15 @@ class _Lock:
             tf.io.gfile.remove(self.path)
 
 
-def live_holder(model_dir: str, log=print) -> dict | None:
+def live_holder(model_dir: str) -> dict | None:
     """The record (host, pid, started, heartbeat) of the live run holding ``model_dir``, or
     None when no run holds it (no LOCK, or one left by a run that is gone)."""
-    lock = _Lock(model_dir, log)
+    lock = _Lock(model_dir)
     holder = lock._read()
     return holder if holder is not None and lock._live(holder) else None
 
 
-def repair_checkpoint_state(ckpt_dir: str, log) -> list:
+def repair_checkpoint_state(ckpt_dir: str) -> list:
     """Removes ``ckpt-N_temp`` folders; rebuilds ``checkpoint`` from the ``ckpt-N.index``
     files if it is missing or unreadable. Returns the checkpoint prefixes found."""
     if not tf.io.gfile.isdir(ckpt_dir):
@@ -159,7 +162,7 @@ def repair_checkpoint_state(ckpt_dir: str, log) -> list:
     for n in names:
         if re.fullmatch(r"ckpt-\d+_temp.*", n.rstrip("/")):
             tf.io.gfile.rmtree(f"{ckpt_dir}/{n.rstrip('/')}")
-            log(f"removed {ckpt_dir}/{n.rstrip('/')} (a save cut off by a kill)")
+            log.warning(f"removed {ckpt_dir}/{n.rstrip('/')} (a save cut off by a kill)")
     steps = sorted(int(m.group(1)) for m in (re.fullmatch(r"ckpt-(\d+)\.index", n)
                                              for n in names) if m)
     prefixes = [f"{ckpt_dir}/ckpt-{s}" for s in steps]
@@ -175,23 +178,23 @@ def repair_checkpoint_state(ckpt_dir: str, log) -> list:
         tf.compat.v1.train.update_checkpoint_state(
             ckpt_dir, prefixes[-1], prefixes, all_model_checkpoint_timestamps=stamps,
             last_preserved_timestamp=min(stamps) - 1)
-        log(f"{ckpt_dir}/checkpoint was missing or unreadable: rebuilt it from "
+        log.warning(f"{ckpt_dir}/checkpoint was missing or unreadable: rebuilt it from "
             f"{len(prefixes)} checkpoint file(s) (newest ckpt-{steps[-1]})")
     return prefixes
 
 
 @contextlib.contextmanager
-def hold(model_dir: str, chief: bool = True, log=print):
+def hold(model_dir: str, chief: bool = True):
     """Holds ``model_dir`` for one run (see the module docstring); yields the lock (its
     ``touch()`` refreshes the heartbeat) or None on non-chief workers."""
     if not chief:
         yield None
         return
     files.writable_folder(model_dir, "--model_dir")
-    lock = _Lock(model_dir, log)
+    lock = _Lock(model_dir)
     lock.acquire()
     try:
-        repair_checkpoint_state(f"{model_dir}/{CHECKPOINT_SUBDIR}", log)
+        repair_checkpoint_state(f"{model_dir}/{CHECKPOINT_SUBDIR}")
         yield lock
     finally:
         lock.release()

@@ -1,6 +1,6 @@
 """SIGTERM (a preemption notice) as a request to save and stop, agreed across hosts.
 
-``Preemption(strategy, log)``: inside ``guard()`` a SIGTERM sets ``requested`` instead of
+``Preemption(strategy)``: inside ``guard()`` a SIGTERM sets ``requested`` instead of
 killing the process, and the moment it arrived is kept (a thread reads the signal wakeup fd,
 since Python runs the handler only when the running ``tf.function`` returns) for ``delay()``.
 ``agree()`` is a collective on several hosts (``distribute.any_host``): every host calls it at
@@ -10,6 +10,7 @@ host makes all of them stop there together.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -17,10 +18,11 @@ import time
 
 from tpu_convrnn.training import distribute
 
+log = logging.getLogger(__name__)
+
 
 class Preemption:
-    def __init__(self, strategy, log):
-        self.log = log
+    def __init__(self, strategy):
         self.requested = False
         self._any_host = distribute.any_host(strategy)
         self._arrived = None
@@ -55,7 +57,7 @@ class Preemption:
         if anyone and not local:
             self.requested = True
             self._arrived = self._arrived or time.monotonic()
-            self.log("SIGTERM on another host: will save and stop with it")
+            log.info("SIGTERM on another host: will save and stop with it")
         return anyone
 
     def delay(self) -> str:
@@ -65,7 +67,7 @@ class Preemption:
     def _on_sigterm(self, signum, frame):
         self.requested = True
         self._arrived = self._arrived or time.monotonic()
-        self.log("SIGTERM: will save and stop after the current loop")
+        log.info("SIGTERM: will save and stop after the current loop")
 
     def _watch(self, read_fd):
         try:

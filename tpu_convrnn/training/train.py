@@ -1,7 +1,12 @@
-"""The training loop: orbit-style, many steps per ``tf.function`` call over ``strategy.run``.
+"""Training state and steps: orbit-style, many steps per ``tf.function`` call over ``strategy.run``.
 
     trainer = Trainer(lambda: build_model("rgc_intermediate"), TrainConfig(), strategy, model_dir)
-    trainer.train(lambda seed: data.train_fn(224, cfg.global_batch, seed))
+    trainer.restore()
+    mean_loss, seconds = trainer.run_steps(data.train_input(224, 256), num_steps=100)
+
+``Trainer`` holds the state (model, optimizer, checkpoints, the compiled multi-step function
+and the input it continues); the loop around it, with every cadence (console line, heartbeat,
+save, evaluation, stop), is ``tpu_convrnn.training.experiment.train_steps``.
 
 Per step, on every replica: the model runs all T steps and the loss of
 ``tpu_convrnn.training.objective`` (cross-entropy at the loss steps over the global batch, plus the
@@ -16,27 +21,29 @@ State and faults:
 * data order after a resume: the training input is re-seeded with ``seed + step`` (a new
   deterministic shuffle and augmentation from the resume point), not replayed to the exact
   position; the same restart point always gives the same data;
-* SIGTERM (a preemption notice) -> save at the end of the current loop and return "preempted"
-  (the bound on the time to exit is one loop of ``steps_per_loop`` steps plus a save); with
-  several hosts, a signal that reached any of them stops all at the same step (the hosts
-  agree after every loop, ``distribute.any_host``);
+* SIGTERM (a preemption notice), inside ``sigterm_guard()``, is a request
+  (``stop_requested()``) that the loop acts on after the current loop of steps; with several
+  hosts, a signal that reached any of them stops all at the same step (the hosts agree,
+  ``distribute.any_host``);
 * a NaN/Inf loss -> ``TrainingDiverged`` naming the first bad step; nothing is saved after it,
   so the last good checkpoint stays.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 
 import keras
 import tensorflow as tf
 
-from tpu_convrnn.progress import format_hms
 from tpu_convrnn.training import distribute, objective
 from tpu_convrnn.training.checkpoints import CHECKPOINT_SUBDIR, TrainingCheckpoints
 from tpu_convrnn.training.preemption import Preemption
 from tpu_convrnn.training.schedules import WarmupDecay, scaled_learning_rate
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -103,13 +110,13 @@ class TrainingDiverged(RuntimeError):
 
 
 class Trainer:
-    """Builds model and optimizer under the strategy, restores, and trains."""
+    """The state of a run: model and optimizer built under the strategy, its checkpoints, the
+    compiled multi-step function and the training input it continues."""
 
     def __init__(self, model_fn, cfg: TrainConfig, strategy: tf.distribute.Strategy,
-                 model_dir: str, log=None):
+                 model_dir: str):
         cfg.check()
         self.cfg, self.strategy = cfg, strategy
-        self.log = log or (lambda msg: print(msg, flush=True))
         self._unreached = []
         self.chief = distribute.is_chief(strategy)
         peak = scaled_learning_rate(cfg.base_lr, cfg.global_batch, cfg.lr_base_batch)
@@ -123,13 +130,12 @@ class Trainer:
         worker_id = getattr(resolver, "task_id", 0) or 0
         self.checkpoints = TrainingCheckpoints(
             self.model, self.optimizer, f"{model_dir}/{CHECKPOINT_SUBDIR}",
-            cfg.keep_checkpoints, chief=self.chief, worker_id=worker_id, log=self.log)
+            cfg.keep_checkpoints, chief=self.chief, worker_id=worker_id)
         self.writer = tf.summary.create_file_writer(f"{model_dir}/train") \
             if self.chief else tf.summary.create_noop_writer()
         self._loop = None
         self._input = None  # (dataset_fn, step it continues from, iterator)
-        self.preemption = Preemption(strategy, self.log)
-        self.heartbeat = None  # called after every loop (the model dir lock's refresh)
+        self.preemption = Preemption(strategy)
         self.history = []  # (step, mean loss of the loop that ended there)
         self.loop_seconds = []  # (steps, wall s) of every loop run; the first holds the compile
 
@@ -141,7 +147,7 @@ class Trainer:
         """Restores the newest readable checkpoint (if any); returns the step."""
         path = self.checkpoints.restore()
         if path and not quiet:
-            self.log(f"resumed from checkpoint {path} at step {self.step}")
+            log.info(f"resumed from checkpoint {path} at step {self.step}")
         return self.step
 
     @property
@@ -150,19 +156,13 @@ class Trainer:
         cfg = self.cfg
         return max(1, math.ceil(cfg.checkpoint_every / cfg.steps_per_loop)) * cfg.steps_per_loop
 
-    def next_save_step(self) -> int:
-        """The next checkpoint step: a multiple of ``save_interval``, or the last step."""
-        return min(self.cfg.train_steps, (self.step // self.save_interval + 1) *
-                   self.save_interval)
-
     def stop_requested(self) -> bool:
         """Whether SIGTERM reached this host or any other: a collective with several hosts
         (all call it together, e.g. before each evaluation batch)."""
         return self.preemption.agree()
 
     def sigterm_guard(self):
-        """While inside, SIGTERM makes the loop save and stop after the current loop of steps
-        instead of killing the process."""
+        """While inside, SIGTERM sets ``stop_requested()`` instead of killing the process."""
         return self.preemption.guard()
 
     def sigterm_delay(self) -> str:
@@ -183,7 +183,7 @@ class Trainer:
         unreached = [v.path for g, v in zip(grads, variables) if g is None]
         if unreached and unreached != self._unreached:
             self._unreached = unreached
-            self.log(f"no gradient reaches {', '.join(unreached)}: left at its loaded or "
+            log.info(f"no gradient reaches {', '.join(unreached)}: left at its loaded or "
                      f"initial value")
         variables = [v for g, v in zip(grads, variables) if g is not None]
         grads = [g for g in grads if g is not None]
@@ -227,76 +227,37 @@ class Trainer:
             return loss_sum / tf.cast(num_steps, tf.float32), first_bad
         return loop
 
-    # ------------------------------------------------------------------ the loop
-    def train(self, dataset_fn, to_step: int | None = None) -> str:
-        """Trains from the current step to step ``to_step`` (default ``cfg.train_steps``),
-        saving every ``save_interval`` steps and at ``to_step``.
+    # ------------------------------------------------------------------ steps
+    def run_steps(self, dataset_fn, num_steps: int) -> tuple:
+        """Trains ``num_steps`` steps in one call of the compiled multi-step function; returns
+        (their mean loss, wall seconds). ``TrainingDiverged`` (naming the first bad step) if
+        the loss became NaN or Inf: nothing is saved then, so the last good checkpoint stays.
 
         ``dataset_fn(seed)`` -> a function ``input_context -> dataset`` (see
-        ``DataConfig.train_fn``); it is called with ``cfg.seed + current step``, once: a later
-        call with the same ``dataset_fn`` continues its input where this one stopped.
-        Returns ``"done"`` or ``"preempted"`` (SIGTERM: saved, stop).
-        """
-        cfg = self.cfg
-        target = cfg.train_steps if to_step is None else int(to_step)
+        ``DataConfig.train_fn``). It is called with ``cfg.seed + current step`` when the
+        input starts here (the first call, a restore, another ``dataset_fn``); later calls
+        continue that input where the previous one stopped."""
         start = self.step
-        if start >= target:
-            self.log(f"already at step {start} >= {target}: nothing to train")
-            return "done"
         if self._input is None or self._input[:2] != (dataset_fn, start):
-            dist = self.strategy.distribute_datasets_from_function(dataset_fn(cfg.seed + start))
+            dist = self.strategy.distribute_datasets_from_function(
+                dataset_fn(self.cfg.seed + start))
             self._input = (dataset_fn, start, iter(dist))
         iterator = self._input[2]
         self._loop = self._loop or self._make_loop()
-        t_start, step0 = time.monotonic(), start
-        with self.sigterm_guard():
-            try:
-                while self.step < target:
-                    n = min(cfg.steps_per_loop, target - self.step)
-                    t0 = time.monotonic()
-                    mean_loss, first_bad = self._loop(iterator, tf.constant(n))
-                    mean_loss, first_bad = float(mean_loss), int(first_bad)
-                    dt = time.monotonic() - t0
-                    self.loop_seconds.append((n, dt))
-                    if first_bad >= 0:
-                        raise TrainingDiverged(
-                            f"loss became {'NaN' if math.isnan(mean_loss) else 'non-finite'} "
-                            f"at step {first_bad} (loop of steps {self.step - n + 1}-"
-                            f"{self.step}); not saving: the last good checkpoint is "
-                            f"{self.checkpoints.latest or 'none'}. Lower train.base_lr, add "
-                            "train.warmup_steps or set train.clip_norm.")
-                    self.history.append((self.step, mean_loss))
-                    self._report(mean_loss, n, dt, step0, t_start, max(target,
-                                                                       cfg.train_steps))
-                    preempted = self.stop_requested()
-                    if self.step % self.save_interval == 0 or self.step >= target or \
-                            preempted:
-                        path = self.checkpoints.save(self.step)
-                        self.log(f"step {self.step}: saved checkpoint {path}")
-                        if preempted:
-                            self.log(f"SIGTERM received: checkpoint saved "
-                                     f"{self.sigterm_delay()} after the signal, stopping "
-                                     "(exit 0); restart with the same --model_dir to resume")
-                            return "preempted"
-            finally:
-                self.writer.flush()
-                self._input = (dataset_fn, self.step, iterator)
-        return "done"
-
-    def _report(self, loss, n, dt, step0, t_start, target):
-        step = self.step
-        ips = n * self.cfg.global_batch / max(dt, 1e-9)
-        rate = (step - step0) / max(time.monotonic() - t_start, 1e-9)
-        eta = (target - step) / rate if rate > 0 else float("inf")
-        lr = float(self.schedule(step))
-        self.log(f"step {step}/{target}  loss {loss:.4f}  lr {lr:.4g}  {ips:,.1f} images/s  "
-                 f"ETA {format_hms(eta)}")
-        if self.heartbeat is not None:
-            self.heartbeat()
-        with self.writer.as_default(step=step):
-            tf.summary.scalar("loss", loss)
-            tf.summary.scalar("learning_rate", lr)
-            tf.summary.scalar("images_per_second", ips)
+        t0 = time.monotonic()
+        mean_loss, first_bad = self._loop(iterator, tf.constant(num_steps))
+        mean_loss, first_bad = float(mean_loss), int(first_bad)
+        seconds = time.monotonic() - t0
+        self._input = (dataset_fn, self.step, iterator)
+        self.loop_seconds.append((num_steps, seconds))
+        if first_bad >= 0:
+            raise TrainingDiverged(
+                f"loss became {'NaN' if math.isnan(mean_loss) else 'non-finite'} at step "
+                f"{first_bad} (loop of steps {start + 1}-{self.step}); not saving: the last "
+                f"good checkpoint is {self.checkpoints.latest or 'none'}. Lower "
+                "train.base_lr, add train.warmup_steps or set train.clip_norm.")
+        self.history.append((self.step, mean_loss))
+        return mean_loss, seconds
 
 
 def compile_seconds(loop_seconds) -> float:
