@@ -34,7 +34,7 @@ from tpu_convrnn.search.study import (end_reason, end_reason_counts, mask_url,  
                                       open_storage, storage_url)
 from tpu_convrnn.search.worker import Worker  # noqa: E402
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tpu_convrnn.search")  # (not __name__: "__main__" under -m)
 
 
 def _parser():
