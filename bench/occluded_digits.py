@@ -3,10 +3,12 @@ digit debris (``tpu_convrnn.data.debris``), trained long, with the paper's contr
 
     python bench/occluded_digits.py --levels=light,moderate --seeds=3 --workers=2
 
-Models (``--models``): B, B-K, B-F, BL, BT, BLT (``gin/models/spoerer_*.gin``) and the
+Models (``--models``): B, B-K, B-F, BL, BT, BLT (``gin/models/spoerer_*.gin``), the
 released shallow cells in BL's place (``bl_rgc``, ``bl_simplernn``, ``bl_gru``, ``bl_lstm``,
 ``bl_timedecay``: the cell of the released ``*_shallow`` model's conv3, its depth set to the
-layer's 32 maps, layer norms' epsilon 1e-3), all on the recipe of ``gin/debris.gin``.
+layer's 32 maps, layer norms' epsilon 1e-3), and the feedforward controls matched to the RGC
+cell's larger parameter count (``b_k_rgc``, ``b_f_rgc``: B-K and B-F with the number of maps
+that matches ``bl_rgc``), all on the recipe of ``gin/debris.gin``.
 
 Protocol, the same for every model:
 
@@ -57,16 +59,21 @@ from tpu_convrnn.files import write_atomic  # noqa: E402
 
 RESULTS = os.path.join(HERE, "occluded_digits")
 BASE = {"b": "spoerer_b", "b_k": "spoerer_b_k", "b_f": "spoerer_b_f", "bl": "spoerer_bl",
-        "bt": "spoerer_bt", "blt": "spoerer_blt"}
+        "bt": "spoerer_bt", "blt": "spoerer_blt", "b_k_rgc": "spoerer_b_k",
+        "b_f_rgc": "spoerer_b_f"}
+# Feedforward controls whose maps are matched (at every width) to another model's parameters.
+MATCHED = {"b_f": "bl", "b_k_rgc": "bl_rgc", "b_f_rgc": "bl_rgc"}
 CELL_MODELS = {"bl_rgc": "rgc_shallow", "bl_simplernn": "simplernn_shallow",
                "bl_gru": "gru_shallow", "bl_lstm": "lstm_shallow",
                "bl_timedecay": "timedecay_shallow"}
 MODELS = tuple(BASE) + tuple(CELL_MODELS)
 # The contrasts RESULTS.md reports: (model, control), paired by seed.
 CONTRASTS = [("bl", "b_k"), ("bl", "b_f"), ("bt", "b_k"), ("bt", "b_f"), ("blt", "b_k"),
-             ("blt", "b_f"), ("bl", "b"), ("bl_rgc", "bl_simplernn"), ("bl_rgc", "b_k"),
-             ("bl_rgc", "b_f"), ("bl_rgc", "bl"), ("bl_simplernn", "b_k"),
-             ("bl_simplernn", "b_f"), ("bl_simplernn", "bl")]
+             ("blt", "b_f"), ("bl", "b"), ("bl_rgc", "bl_simplernn"), ("bl_rgc", "b_k_rgc"),
+             ("bl_rgc", "b_f_rgc"), ("bl_rgc", "b_k"), ("bl_rgc", "b_f"), ("bl_rgc", "bl"),
+             ("bl_simplernn", "b_k"), ("bl_simplernn", "b_f"), ("bl_simplernn", "bl"),
+             ("bl_gru", "b_k"), ("bl_lstm", "b_k"), ("bl_timedecay", "b_k"),
+             ("bl_timedecay", "bl")]
 CHANCE = 0.1  # ten digits
 ARRIVAL = 2  # the step at which the image reaches the readout (tests/model/test_digit_models.py)
 FIELDS = ["level", "model", "width", "phase", "seed", "lr", "steps", "params", "mflop",
@@ -100,14 +107,17 @@ def data_bindings(args, level):
     return out
 
 
-def matched_width(width):
-    """B-F's width at which its parameters are closest to BL's at ``width`` (B-F's extra maps
-    are the matching, so they are re-matched at every width: the readout dominates)."""
+def matched_width(width, model):
+    """The width of ``model`` (one of ``MATCHED``) at which its parameters are closest to those
+    of the model it is matched to at ``width`` (the extra maps are the matching, so they are
+    re-matched at every width: the readout dominates)."""
     from tpu_convrnn import build_model
-    target = build_model("spoerer_bl", width=width, image_size=32).count_params()
-    maps = zoo_maps("spoerer_b_f")
-    best = min(range(1, 2 * maps), key=lambda m: abs(build_model(
-        "spoerer_b_f", width=m / maps, image_size=32).count_params() - target))
+    target = build_model(BASE.get(MATCHED[model], "spoerer_bl"), cells=cells_of(MATCHED[model]),
+                         width=width, image_size=32).count_params()
+    base = BASE[model]
+    maps = zoo_maps(base)
+    best = min(range(1, 4 * maps), key=lambda m: abs(build_model(
+        base, width=m / maps, image_size=32).count_params() - target))
     return best / maps
 
 
@@ -117,7 +127,7 @@ def zoo_maps(base):
 
 
 def model_width(args, model):
-    return args.bf_width if model == "b_f" else args.width
+    return args.widths.get(model, args.width)
 
 
 def gin_text(args, level, model, lr, seed, steps, every):
@@ -662,7 +672,7 @@ def main(argv=None):
         p.error("--proxy_seeds must lie in [2, --seeds]: the seed-to-seed ranking of the full "
                 "runs is the ceiling the short budgets are judged against")
     os.makedirs(args.output_figures, exist_ok=True)
-    args.bf_width = matched_width(args.width)
+    args.widths = {m: matched_width(args.width, m) for m in MATCHED if m in args.models}
     if not args.report_only:
         from tpu_convrnn.data.sources import DataConfig
         for level in args.levels:  # written once, before the workers read them
