@@ -76,7 +76,12 @@ class Runner:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signum)
 
-    def _start(self):
+    def start(self):
+        """Starts the runner now if none runs (else the next rung does): its TensorFlow
+        import then overlaps the worker's own set-up instead of delaying the first rung."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self.close()
         read_fd, write_fd = os.pipe()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tpu_convrnn.search.rung", "--serve",
@@ -113,7 +118,7 @@ class Runner:
         if self.proc is not None and self.proc.poll() is not None:
             self.close()
         if self.proc is None:
-            self._start()
+            self.start()
         if os.path.exists(result_path):
             os.remove(result_path)
         line = json.dumps({**request, "tpu": self.tpu, "result": result_path,

@@ -89,6 +89,7 @@ class Worker:
     def run(self, n_trials: int) -> str:
         """Runs trials until ``n_trials`` are finished, as many crashed, or a signal; returns
         which (``study.run_trials``)."""
+        self.runner.start()  # (its imports overlap the first trial's sampling and checks)
         try:
             return run_trials(self.study, self.attempt, n_trials, self.after_trial,
                               lambda: self.stopping)
