@@ -48,7 +48,7 @@ def with_epsilon(base, eps):
 
 
 def gin_text(base, data, width, times, steps, seed, base_lr=None, clip_norm=None, cells=None):
-    from tpu_convrnn.search.candidate import gin_value
+    from tpu_convrnn.search.trial_gin import gin_value
     return "\n".join([
         f"include '{DATA[data]}'", f"model.base = '{base}'", f"model.width = {width!r}",
         f"model.times = {times}", "model.image_off = None", f"train.train_steps = {steps}",
@@ -72,7 +72,7 @@ def write(path, text):
 
 def matched_width(args, target_params):
     """The width of the shallow base whose parameter count is closest to ``target_params``."""
-    from tpu_convrnn.search.candidate import inspect_gin
+    from tpu_convrnn.search.trial_gin import inspect_gin
     lo, hi = args.width, args.width * 4
     probe = os.path.join(args.output, "gins", "width_probe.gin")
     for _ in range(10):
@@ -87,7 +87,7 @@ def matched_width(args, target_params):
 
 def models(args):
     """{name: (base graph, width, model.cells or None)}."""
-    from tpu_convrnn.search.candidate import inspect_gin
+    from tpu_convrnn.search.trial_gin import inspect_gin
     rgc = write(os.path.join(args.output, "gins", "rgc_probe.gin"),
                 gin_text("rgc_shallow", "embedded", args.width, args.times, args.steps, 0))
     target = inspect_gin(rgc, filters_fit_maps=False)["params"]
@@ -263,7 +263,7 @@ def main(argv=None):
     for d in args.data.split(","):
         if d not in DATA:
             p.error(f"--data: unknown dataset {d!r} (choose from {', '.join(DATA)})")
-    from tpu_convrnn.search.candidate import inspect_gin
+    from tpu_convrnn.search.trial_gin import inspect_gin
     table = models(args)
     names = args.models.split(",") if args.models else list(table)
     unknown = [n for n in names if n not in table]

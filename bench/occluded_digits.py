@@ -131,7 +131,7 @@ def model_width(args, model):
 
 
 def gin_text(args, level, model, lr, seed, steps, every):
-    from tpu_convrnn.search.candidate import gin_value
+    from tpu_convrnn.search.trial_gin import gin_value
     base = BASE.get(model, "spoerer_bl")
     cells = cells_of(model)
     return "\n".join([
@@ -288,7 +288,7 @@ def run(args, level, model, phase, lr, seed, steps):
 
 
 def _run_locked(args, key, level, model, phase, lr, seed, steps, every):
-    from tpu_convrnn.search.candidate import inspect_gin
+    from tpu_convrnn.search.trial_gin import inspect_gin
     text = gin_text(args, level, model, lr, seed, steps, every)
     model_dir = os.path.join(args.output, "runs", key)
     wall_file = os.path.join(args.output, "runs", f"{key}.wall.json")

@@ -77,7 +77,7 @@ def feedback_variants(n, seed=0):
 
 
 def variant_text(bindings, args, steps):
-    from tpu_convrnn.search.candidate import gin_value
+    from tpu_convrnn.search.trial_gin import gin_value
     lines = [f"include '{DATA[args.data]}'", f"model.width = {args.width!r}",
              f"model.times = {args.intermediate_times}", "model.image_off = None",
              f"train.train_steps = {steps}", f"train.warmup_steps = {max(1, steps // 10)}",
@@ -136,7 +136,7 @@ def main(argv=None):
     # the others meanwhile
     archs = [(n, v) for n, v, _ in variants] + [(n, table[n]) for n in names]
     total, k, rows = len(archs) * len(budgets), 0, []
-    from tpu_convrnn.search.candidate import inspect_gin
+    from tpu_convrnn.search.trial_gin import inspect_gin
     for name, what in archs:
         row = {"model": name}
         for steps in budgets:

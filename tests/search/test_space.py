@@ -9,7 +9,7 @@ from tpu_convrnn.model import builders
 
 from tpu_convrnn.model import zoo
 from tpu_convrnn.gin_bindings import REPO_ROOT
-from tpu_convrnn.search import candidate, config, references, report, sample, study
+from tpu_convrnn.search import trial_gin, config, references, report, sample, study
 from tpu_convrnn.search.__main__ import main
 from tpu_convrnn.training.train import TrainConfig
 
@@ -138,7 +138,7 @@ def test_the_median_reference_is_the_released_rgc_intermediate():
     model = _built("rgc_intermediate", sample.bindings(space, params), 64)
     released = builders.build_model("rgc_intermediate", image_size=64)
     assert model.count_params() == zoo.PARAM_COUNTS["rgc_intermediate"]
-    assert candidate.architecture_hash(model) == candidate.architecture_hash(released)
+    assert trial_gin.architecture_hash(model) == trial_gin.architecture_hash(released)
 
 
 def test_the_shallow_reference_is_the_released_rgc_shallow_cell():
@@ -147,11 +147,11 @@ def test_the_shallow_reference_is_the_released_rgc_shallow_cell():
     model = _built("rgc_shallow", sample.bindings(space, params), 72)
     released = builders.build_model("rgc_shallow", image_size=72)
     assert model.count_params() == zoo.PARAM_COUNTS["rgc_shallow"]
-    assert candidate.architecture_hash(model) == candidate.architecture_hash(released)
+    assert trial_gin.architecture_hash(model) == trial_gin.architecture_hash(released)
     # and the hash sees a change of one argument
     params["cell.gate_filter_size"] = 2
     changed = _built("rgc_shallow", sample.bindings(space, params), 72)
-    assert candidate.architecture_hash(changed) != candidate.architecture_hash(released)
+    assert trial_gin.architecture_hash(changed) != trial_gin.architecture_hash(released)
 
 
 def test_a_reference_outside_the_space_is_an_error():
@@ -166,12 +166,12 @@ def test_a_filter_larger_than_its_map_is_rejected_before_training(tmp_path):
     params = {"cell.tau_filter_size": 5, "train.base_lr": 0.4,
               **{sample.edge_param(s, d): False for s, d in space.candidate_edges()}}
     gin_path = str(tmp_path / "t.gin")
-    candidate.write_trial_gin(gin_path, space, sample.bindings(space, params), None)
+    trial_gin.write_trial_gin(gin_path, space, sample.bindings(space, params), None)
     # 72 px: conv3's cell sees 9x9, conv4's 5x5, conv5's 3x3 (the cell's tau convs of c and h)
-    with pytest.raises(candidate.Rejected, match=r"^layer conv5: cell_tau_filter_size = 5 is "
+    with pytest.raises(trial_gin.Rejected, match=r"^layer conv5: cell_tau_filter_size = 5 is "
                                                  r"larger than its 3x3 map"):
-        candidate.inspect_gin(gin_path)
-    info = candidate.inspect_gin(gin_path, filters_fit_maps=False)
+        trial_gin.inspect_gin(gin_path)
+    info = trial_gin.inspect_gin(gin_path, filters_fit_maps=False)
     assert info["params"] > 0 and info["flops_train_step"] > 0
 
 
@@ -355,8 +355,8 @@ def test_a_searched_clipping_mode_unsets_the_other_one_of_an_included_recipe(tmp
     b = sample.bindings(space, params)
     assert b["train.clip_value"] == 0.32 and b["train.clip_norm"] is None
     gin_path = str(tmp_path / "t.gin")
-    candidate.write_trial_gin(gin_path, space, b, None)
-    _, recipe, _ = candidate.parse_trial_gin(gin_path)
+    trial_gin.write_trial_gin(gin_path, space, b, None)
+    _, recipe, _ = trial_gin.parse_trial_gin(gin_path)
     assert (recipe.clip_value, recipe.clip_norm) == (0.32, None)
 
 

@@ -6,7 +6,7 @@
 
 Modules: ``config`` (the space and study settings, as plain data), ``sample`` (parameters and
 the gin bindings they become), ``references`` (the released cells as enqueued points),
-``candidate`` (trial gin files; build-time checks, parameters, FLOPs, hashes), ``study``
+``trial_gin`` (trial gin files; build-time checks, parameters, FLOPs, hashes), ``study``
 (storage, sampler, pruner, data split), ``worker`` (the objective and its faults),
 ``rung`` (one rung and its typed result; the runner process's loop), ``runner`` (the
 worker's long-lived rung runner), ``report`` (tables, plots, the median of the top N),

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # (none of these loads TensorFlow: --help and argument errors come before it)
 from tpu_convrnn import console  # noqa: E402
 from tpu_convrnn.files import writable_folder  # noqa: E402
-from tpu_convrnn.search import candidate, references, study as study_lib  # noqa: E402
+from tpu_convrnn.search import references, study as study_lib, trial_gin  # noqa: E402
 from tpu_convrnn.search import report as report_lib  # noqa: E402
 from tpu_convrnn.search.config import SearchSpace, StudyConfig, configured, locate  # noqa: E402
 from tpu_convrnn.search.record import TrialRecord  # noqa: E402
@@ -104,9 +104,9 @@ def run(args) -> int:
         raise ValueError("--workers and --n_trials must be positive")
     s = Setup(args)
     base_gin = os.path.join(args.study_dir, "base.gin")
-    candidate.write_trial_gin(base_gin, s.space, {"model.base": s.space.base}, None,
+    trial_gin.write_trial_gin(base_gin, s.space, {"model.base": s.space.base}, None,
                               "The trials' common setup (before the sample).")
-    _, recipe, data = candidate.parse_trial_gin(base_gin)
+    _, recipe, data = trial_gin.parse_trial_gin(base_gin)
     refs = references.reference_params(s.space, recipe)
     split = study_lib.prepare_split(args.study_dir, data, s.cfg.minival_examples)
     study, created = study_lib.open_study(s.space, s.cfg, s.storage, s.name, args.worker_index,

@@ -20,7 +20,7 @@ class TrialRecord:
     gin: str | None = None  # its gin file, and the text written there
     gin_text: str | None = None
     trial_dir: str | None = None
-    # what it is (candidate.inspect_gin), and its configuration's digest
+    # what it is (trial_gin.inspect_gin), and its configuration's digest
     params: int | None = None
     flops_forward: float | None = None
     flops_train_step: float | None = None

@@ -19,7 +19,7 @@ import csv
 import os
 import statistics
 
-from tpu_convrnn.search import candidate, sample
+from tpu_convrnn.search import sample, trial_gin
 from tpu_convrnn.search.knobs import parse_knob
 from tpu_convrnn.search.record import TrialRecord
 from tpu_convrnn.search.study import end_reason, end_reason_counts, origin_number
@@ -124,7 +124,7 @@ def write_report(study, space, cfg, out: str, top: int = 5, space_file: str = ""
     if best:
         params = median_params(space, best)
         gin_path = os.path.join(out, f"median_top{len(best)}.gin")
-        candidate.write_trial_gin(
+        trial_gin.write_trial_gin(
             gin_path, space, sample.bindings(space, params), None,
             f"The median of the top {len(best)} trials ({', '.join(str(t.number) for t in best)}"
             f") of study {study.study_name} ({space_file}).\n"

@@ -29,7 +29,7 @@ import time
 
 from tpu_convrnn.files import error_reason, write_atomic
 from tpu_convrnn.search import record
-from tpu_convrnn.search.candidate import gin_value
+from tpu_convrnn.search.trial_gin import gin_value
 from tpu_convrnn.search.config import SearchSpace, StudyConfig
 from tpu_convrnn.search.heartbeat import Heartbeat
 from tpu_convrnn.search.record import TrialRecord

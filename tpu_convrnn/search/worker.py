@@ -25,7 +25,7 @@ import socket
 import time
 
 from tpu_convrnn.progress import format_hms
-from tpu_convrnn.search import candidate, record, sample
+from tpu_convrnn.search import record, sample, trial_gin
 from tpu_convrnn.search.record import TrialRecord
 from tpu_convrnn.search.study import origin_number, run_trials
 from tpu_convrnn.search.rung import budget_settings, finished_metrics, rss_mb
@@ -124,18 +124,18 @@ class Worker:
         header = (f"Trial {origin} of study {self.study.study_name}: train it as it is with\n"
                   f"  python -m tpu_convrnn.main --gin_file={gin_path} --mode=train_and_eval "
                   f"--model_dir=DIR")
-        text = candidate.write_trial_gin(gin_path, self.space, bindings, self.split_gin, header)
+        text = trial_gin.write_trial_gin(gin_path, self.space, bindings, self.split_gin, header)
         record.put(trial, gin=gin_path, gin_text=text, trial_dir=trial_dir, origin=origin,
                    worker=f"{socket.gethostname()}/{self.index}")
         kind = "retry of trial %d" % origin if origin != trial.number else \
             TrialRecord.of(trial).reference or "sampled"
         try:
-            info = candidate.inspect_gin(gin_path, self.space.filters_fit_maps)
-        except candidate.Rejected as e:
+            info = trial_gin.inspect_gin(gin_path, self.space.filters_fit_maps)
+        except trial_gin.Rejected as e:
             record.put(trial, rejected=str(e))
             log.info(f"trial {trial.number} ({kind}): rejected before training: {e}")
             raise TrialFailed(f"rejected: {e}") from None
-        config_hash = candidate.digest({"arch": info["arch_hash"], "train": {
+        config_hash = trial_gin.digest({"arch": info["arch_hash"], "train": {
             k: v for k, v in bindings.items() if k.startswith("train.")}})
         record.put(trial, **info, config_hash=config_hash, worker_rss_mb=round(rss_mb()))
         log.info(f"trial {trial.number} ({kind}): {info['params']:,} params, "

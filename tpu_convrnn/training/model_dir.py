@@ -16,7 +16,7 @@
 * **checkpoint state**: if ``checkpoints/checkpoint`` (TensorFlow's list of checkpoints) is
   missing or unreadable while checkpoint files exist, it is rebuilt from those files instead
   of the run silently starting again from step 0 and overwriting them;
-* **debris**: folders of saves cut off by a kill (``ckpt-N_temp``) are removed.
+* **leftovers**: folders of saves cut off by a kill (``ckpt-N_temp``) are removed.
 
 Local paths and ``gs://`` (``tf.io.gfile``); on object stores the lock is advisory (no atomic
 create), which still catches the common mistake of starting the same command twice.
