@@ -7,10 +7,13 @@ checkpoint=PREFIX)`` reads a TF1 checkpoint from Python.
 """
 from __future__ import annotations
 
+import os
 import sys
 
-from tpu_convrnn import cli, files
-from tpu_convrnn.model.tf1_checkpoint import expected_constants, load_tf1_checkpoint
+from tpu_convrnn import cli, files, lazy
+
+builders = lazy("tpu_convrnn.model.builders")  # (Keras: after the flags are read)
+tf1_checkpoint = lazy("tpu_convrnn.model.tf1_checkpoint")
 
 
 def main(argv=None):
@@ -23,9 +26,6 @@ def main(argv=None):
     FLAGS = flags.FLAGS
 
     def _run(_):
-        import os
-
-        from tpu_convrnn.model.builders import load_model
         folder = os.path.dirname(os.path.abspath(FLAGS.output))
         try:  # the cheap checks first, then the model and the checkpoint
             if not FLAGS.output.endswith(".keras"):
@@ -33,8 +33,8 @@ def main(argv=None):
             if not os.path.isdir(folder):
                 raise ValueError(f"--output {FLAGS.output!r}: folder {folder!r} does not exist")
             files.writable_folder(folder, "--output's folder")
-            model = load_model(FLAGS.model)
-            mapping = load_tf1_checkpoint(model, FLAGS.checkpoint)
+            model = builders.load_model(FLAGS.model)
+            mapping = tf1_checkpoint.load_tf1_checkpoint(model, FLAGS.checkpoint)
             tmp = files.temp_name(FLAGS.output) + ".keras"  # (Keras needs the suffix)
             try:
                 model.save(tmp)
@@ -46,7 +46,7 @@ def main(argv=None):
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        n_const = len(expected_constants(model))
+        n_const = len(tf1_checkpoint.expected_constants(model))
         print(f"converted {len(mapping)} variables and checked {n_const} constants "
               f"({model.count_params():,} parameters) of {FLAGS.model} from {FLAGS.checkpoint} "
               f"-> {FLAGS.output}")

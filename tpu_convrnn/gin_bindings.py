@@ -25,7 +25,13 @@ from __future__ import annotations
 import os
 import re
 
+from tpu_convrnn import lazy
 from tpu_convrnn.model import execution as execution_lib  # (plain data: no Keras import)
+
+# (TensorFlow and Keras: loaded when a configurable is first used, after the gin files parse)
+sources = lazy("tpu_convrnn.data.sources")
+builders = lazy("tpu_convrnn.model.builders")
+train_lib = lazy("tpu_convrnn.training.train")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CONFIGURABLES = {}
@@ -37,13 +43,10 @@ def configurable(name: str):
     if not _CONFIGURABLES:
         import gin
 
-        from tpu_convrnn.data.sources import DataConfig
-        from tpu_convrnn.model import builders
-        from tpu_convrnn.training.train import TrainConfig
         _CONFIGURABLES.update(
             model=gin.external_configurable(builders.build_model, "model"),
-            train=gin.external_configurable(TrainConfig, "train"),
-            data=gin.external_configurable(DataConfig, "data"),
+            train=gin.external_configurable(train_lib.TrainConfig, "train"),
+            data=gin.external_configurable(sources.DataConfig, "data"),
             execution=gin.configurable("execution")(execution))
     if name not in _CONFIGURABLES:
         raise KeyError(f"no gin configurable {name!r} registered (known: "

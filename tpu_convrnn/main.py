@@ -56,10 +56,15 @@ flags.DEFINE_boolean("original_window", False, "features mode: return conv_l fro
                      "the original model_func did (default: every step from t=0).")
 FLAGS = flags.FLAGS
 
-from tpu_convrnn import cli, console, gin_bindings  # noqa: E402  (none loads TensorFlow)
+from tpu_convrnn import cli, console, gin_bindings, lazy  # noqa: E402  (none loads TensorFlow)
 from tpu_convrnn.gin_bindings import REPO_ROOT, binding_error, parse_gin  # noqa: E402,F401
 from tpu_convrnn.progress import Progress  # noqa: E402
 from tpu_convrnn.stimuli import load_stimuli  # noqa: E402
+
+# (TensorFlow and Keras: loaded when first used, after the flags and gin files are read)
+experiment = lazy("tpu_convrnn.training.experiment")
+features = lazy("tpu_convrnn.features")
+builders = lazy("tpu_convrnn.model.builders")
 
 
 def write_configs(model_dir, chief=True):
@@ -80,13 +85,12 @@ def write_configs(model_dir, chief=True):
 
 
 def run_training(mode):
-    from tpu_convrnn.training.experiment import train_and_evaluate  # (TensorFlow)
     trainers = []
 
     def on_start(trainer):
         trainers.append(trainer)
         write_configs(FLAGS.model_dir, trainer.chief)
-    result = train_and_evaluate(
+    result = experiment.train_and_evaluate(
         mode, FLAGS.model_dir, gin_bindings.configured_model, gin_bindings.configured_data(),
         gin_bindings.configured_train(), tpu=FLAGS.tpu, eval_name=FLAGS.eval_name,
         on_start=on_start)
@@ -118,17 +122,15 @@ def run_mode(mode):
               f"{'never' if model.image_off is None else model.image_off}, readout "
               f"'{model.readout.kind}' over steps [{model.window[0]}, {model.window[1]}).")
         return 0
-    from tpu_convrnn.features import extract_features, write_features
     if not FLAGS.stimuli:
         raise ValueError("--mode=features needs --stimuli")
     if FLAGS.checkpoint:
-        from tpu_convrnn.model.builders import load_into
-        load_into(model, FLAGS.checkpoint)
+        builders.load_into(model, FLAGS.checkpoint)
     images, ids = load_stimuli(FLAGS.stimuli, size=model.image_size)
     with Progress(len(images), "features") as bar:
-        feats = extract_features(model, images, FLAGS.layers, FLAGS.original_window,
+        feats = features.extract_features(model, images, FLAGS.layers, FLAGS.original_window,
                                  FLAGS.batch_size, bar)
-    for path in write_features(FLAGS.output, feats, ids):
+    for path in features.write_features(FLAGS.output, feats, ids):
         print(f"wrote {path}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in feats.items()))
     return 0
 

@@ -19,12 +19,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 # (none of these loads TensorFlow: --help and flag errors come before it)
-from tpu_convrnn import cli, gin_bindings  # noqa: E402
+from tpu_convrnn import cli, gin_bindings, lazy  # noqa: E402
 from tpu_convrnn.gin_bindings import parse_gin  # noqa: E402
 from tpu_convrnn.neural.assembly import load_assembly  # noqa: E402
 from tpu_convrnn.neural.benchmark import compare, model_features, write_results  # noqa: E402
 from tpu_convrnn.progress import Progress  # noqa: E402
 from tpu_convrnn.stimuli import load_stimuli  # noqa: E402
+
+builders = lazy("tpu_convrnn.model.builders")  # (Keras: when a model is built)
 
 flags.DEFINE_string("assembly", None, "Neural assembly: .nc (Brain-Score layout) or .npz.")
 flags.DEFINE_string("stimuli", None, "Stimuli: a folder of images named <stimulus_id>.<ext>, or "
@@ -75,11 +77,10 @@ def _layers_arg(pairs, mapping):
 def _features_from_model(assembly, layers, candidates):
     import numpy as np
 
-    from tpu_convrnn.model.builders import load_into
     parse_gin(FLAGS.gin_file, FLAGS.gin_param + [f"model.presentation = '{FLAGS.presentation}'"])
     model = gin_bindings.configured_model()
     if FLAGS.checkpoint:
-        load_into(model, FLAGS.checkpoint)
+        builders.load_into(model, FLAGS.checkpoint)
     images, ids = load_stimuli(FLAGS.stimuli, size=model.image_size)
     index = {s: i for i, s in enumerate(ids)}
     missing = [s for s in assembly.stimulus_id if s not in index]

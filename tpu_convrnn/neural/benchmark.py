@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from tpu_convrnn import lazy
 from tpu_convrnn.neural import fit, temporal
 from tpu_convrnn.neural.plot import plot_predictivity
+
+features = lazy("tpu_convrnn.features")  # (Keras: when a model's features are computed)
 
 METRICS = ("r", "r_corrected", "ev_ceiled")
 
@@ -31,11 +34,10 @@ def model_features(model, images, layers, batch_size: int = 16, project: int | N
     """{layer: float32 [T, stimuli, D]} over every step, computed ``batch_size`` stimuli at a
     time; ``project=k`` maps each layer's flattened features to k dims with a fixed sparse
     random projection (seeded) as they are computed, so memory is T x stimuli x k per layer."""
-    from tpu_convrnn.features import extract_features
     projectors, out = {}, {layer: [] for layer in layers}
     for i in range(0, len(images), batch_size):
         chunk = images[i:i + batch_size]
-        feats = extract_features(model, chunk, list(layers), batch_size=batch_size)
+        feats = features.extract_features(model, chunk, list(layers), batch_size=batch_size)
         for layer, f in feats.items():
             f = np.asarray(f, np.float32).reshape(f.shape[0], f.shape[1], -1)
             if project and f.shape[2] > project:

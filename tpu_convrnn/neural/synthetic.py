@@ -18,7 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from tpu_convrnn import lazy
 from tpu_convrnn.neural.assembly import from_trials
+
+# (TensorFlow and Keras: when the demo is written)
+embedded = lazy("tpu_convrnn.data.embedded")
+builders = lazy("tpu_convrnn.model.builders")
+benchmark = lazy("tpu_convrnn.neural.benchmark")
 
 
 def planted_trials(features: dict, regions: dict, steps, sites: int = 16, repetitions: int = 6,
@@ -53,11 +59,7 @@ def make_demo(output: str, num_stimuli: int = 200, sites: int = 16, noise: float
     import tensorflow as tf
     import xarray as xr
 
-    from tpu_convrnn.data.embedded import _load_arrays
-    from tpu_convrnn.model.builders import build_model
-    from tpu_convrnn.neural.benchmark import model_features
-
-    digits, labels, _ = _load_arrays()
+    digits, labels, _ = embedded._load_arrays()
     pick = np.random.default_rng(seed).choice(len(digits), num_stimuli, replace=False)
     ids = np.array([f"digit{int(i):05d}" for i in pick])
     folder = os.path.join(output, "stimuli")
@@ -65,11 +67,11 @@ def make_demo(output: str, num_stimuli: int = 200, sites: int = 16, noise: float
     for sid, i in zip(ids, pick):
         rgb = np.repeat(digits[i][..., None], 3, axis=-1)
         tf.io.write_file(os.path.join(folder, f"{sid}.png"), tf.io.encode_png(rgb))
-    model = build_model("rgc_shallow", width=0.25, image_size=72, presentation="neural",
+    model = builders.build_model("rgc_shallow", width=0.25, image_size=72, presentation="neural",
                         num_classes=10)
     images = tf.image.resize(np.repeat(digits[pick][..., None], 3, -1) / 255.0, (72, 72))
     model.save_weights(os.path.join(output, "model.weights.h5"))
-    feats = model_features(model, images.numpy(), ["conv3", "conv5"])
+    feats = benchmark.model_features(model, images.numpy(), ["conv3", "conv5"])
     starts = np.arange(window[0], window[1], 10.0)
     steps = ((starts + 5 - latency_ms) // 10).astype(int)
     trials, region = planted_trials(feats, {"V4": "conv3", "IT": "conv5"}, steps, sites,

@@ -22,9 +22,11 @@ import dataclasses
 import math
 import re
 
-from tpu_convrnn import gin_bindings
+from tpu_convrnn import gin_bindings, lazy
 from tpu_convrnn.model import cells, zoo
 from tpu_convrnn.search.knobs import parse_knob
+
+train_lib = lazy("tpu_convrnn.training.train")  # (TensorFlow: only to check train.* knobs)
 
 FEEDBACK_KNOBS = ("feedback_entry", "feedback_filter_size", "feedback_depth_separable",
                   "feedback_activation")
@@ -136,8 +138,7 @@ class SearchSpace:
             if name not in FEEDBACK_KNOBS:
                 fail("feedback", name, f"unknown feedback knob {name!r} (knobs: "
                      f"{', '.join(FEEDBACK_KNOBS)})")
-        from tpu_convrnn.training.train import TrainConfig
-        train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        train_fields = {f.name for f in dataclasses.fields(train_lib.TrainConfig)}
         for name in self.train:
             if name not in train_fields:
                 fail("train", name, f"unknown training knob {name!r} (train.* fields: "

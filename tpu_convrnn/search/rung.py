@@ -29,8 +29,13 @@ import sys
 import time
 import traceback
 
-from tpu_convrnn import console, gin_bindings
+from tpu_convrnn import console, gin_bindings, lazy
 from tpu_convrnn.files import write_atomic
+
+# (TensorFlow and Keras: loaded by the first rung, or at a runner's start)
+experiment = lazy("tpu_convrnn.training.experiment")
+evaluate = lazy("tpu_convrnn.training.evaluate")
+train_lib = lazy("tpu_convrnn.training.train")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -83,8 +88,7 @@ def finished_metrics(model_dir: str, steps: int) -> dict | None:
     """The metrics of the rung's final checkpoint, if already evaluated."""
     import tensorflow as tf
 
-    from tpu_convrnn.training.evaluate import METRICS_FILE
-    path = f"{model_dir}/eval/{METRICS_FILE}"
+    path = f"{model_dir}/eval/{evaluate.METRICS_FILE}"
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as f:
@@ -117,8 +121,6 @@ def run_rung(gin_file: str, model_dir: str, steps: int, checkpoint_every: int,
     import gin
     import keras
 
-    from tpu_convrnn.training.experiment import train_and_evaluate
-    from tpu_convrnn.training.train import TrainingDiverged
     t0 = time.monotonic()
     keras.backend.clear_session(free_memory=True)
     gin.clear_config()
@@ -130,9 +132,10 @@ def run_rung(gin_file: str, model_dir: str, steps: int, checkpoint_every: int,
         gin_bindings.parse_gin([gin_file], [f"{k} = {v}" for k, v in settings.items()])
         data, cfg = gin_bindings.configured_data(), gin_bindings.configured_train()
         # the rung's last step only: no evaluation at the checkpoints on the way
-        out = train_and_evaluate("train_and_eval", model_dir, gin_bindings.configured_model,
-                                 data, cfg, tpu=tpu, eval_missing=False, eval_every_save=False)
-    except TrainingDiverged as e:
+        out = experiment.train_and_evaluate(
+            "train_and_eval", model_dir, gin_bindings.configured_model, data, cfg, tpu=tpu,
+            eval_missing=False, eval_every_save=False)
+    except train_lib.TrainingDiverged as e:
         result = RungResult("diverged", error=_error_line(e))
     except (ValueError, RuntimeError) as e:
         result = RungResult("failed", error=_error_line(e))
@@ -161,7 +164,7 @@ def serve(control_fd: int) -> int:
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     console.to_console()
-    import tpu_convrnn.training.experiment  # noqa: F401  (TensorFlow and Keras, once)
+    experiment.train_and_evaluate  # (loads TensorFlow and Keras, once, before any rung)
     control = os.fdopen(control_fd, "w", buffering=1)
     first = True
     for line in sys.stdin:

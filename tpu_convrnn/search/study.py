@@ -27,6 +27,7 @@ import os
 import random
 import time
 
+from tpu_convrnn import lazy
 from tpu_convrnn.files import error_reason, write_atomic
 from tpu_convrnn.search import record
 from tpu_convrnn.search.trial_gin import gin_value
@@ -35,6 +36,7 @@ from tpu_convrnn.search.heartbeat import Heartbeat
 from tpu_convrnn.search.record import TrialRecord
 
 log = logging.getLogger(__name__)
+records = lazy("tpu_convrnn.data.records")  # (TensorFlow: to count the minival's examples)
 
 PASSWORD_ENV = "TPU_CONVRNN_STORAGE_PASSWORD"
 SPLIT_GIN = "data_split.gin"
@@ -277,7 +279,6 @@ def prepare_split(study_dir: str, data, minival_examples: int) -> str:
     """Writes (once) ``<study_dir>/data_split.gin``: the training shards without the last ones,
     which hold at least ``minival_examples`` examples and become the evaluation set. ``data``:
     the trial recipe's ``DataConfig``."""
-    from tpu_convrnn.data import records
     path = os.path.join(study_dir, SPLIT_GIN)
     if os.path.exists(path):
         return path

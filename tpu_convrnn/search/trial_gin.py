@@ -12,10 +12,12 @@ import hashlib
 import json
 import os
 
-from tpu_convrnn import files, gin_bindings
+from tpu_convrnn import files, gin_bindings, lazy
 from tpu_convrnn.gin_bindings import REPO_ROOT, parse_gin
 from tpu_convrnn.model import cells
 from tpu_convrnn.search.config import plain
+
+flops = lazy("tpu_convrnn.tools.flops")  # (Keras: when a trial is inspected)
 
 # Keys of a cell's config that say how it is computed or named, not what it computes.
 _NOT_MATH = ("name", "dtype", "trainable")
@@ -70,7 +72,6 @@ def inspect_gin(path: str, filters_fit_maps: bool = True) -> dict:
     gin describes; ``Rejected`` if it cannot be built."""
     import keras
 
-    from tpu_convrnn.tools import flops
     try:
         model_fn, _, _ = parse_trial_gin(path)
         model = model_fn()

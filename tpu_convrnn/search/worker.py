@@ -24,6 +24,7 @@ import signal
 import socket
 import time
 
+from tpu_convrnn import lazy
 from tpu_convrnn.progress import format_hms
 from tpu_convrnn.search import record, sample, trial_gin
 from tpu_convrnn.search.record import TrialRecord
@@ -35,6 +36,7 @@ from tpu_convrnn.search.runner import Runner
 _ECHO = ("step ", "resumed from", "eval at", "error", "checkpoint ", "Traceback")
 
 log = logging.getLogger(__name__)
+model_dir_lib = lazy("tpu_convrnn.training.model_dir")  # (TensorFlow: in the worker, once used)
 
 
 class TrialFailed(Exception):
@@ -215,9 +217,8 @@ class Worker:
         """Waits while a live run holds the rung's folder (the attempt this trial retries,
         still training in a worker that had lost the database): a retry never trains beside
         it, and takes its result if it finishes the rung."""
-        from tpu_convrnn.training.model_dir import live_holder
         said = False
-        while (holder := live_holder(model_dir)) is not None:
+        while (holder := model_dir_lib.live_holder(model_dir)) is not None:
             if not said:
                 log.info(f"trial {trial.number}: {model_dir} is held by pid {holder['pid']} on "
                          f"host {holder['host']} (an earlier attempt, still running); waiting "
