@@ -147,6 +147,32 @@ def test_occluded_digit_table_holds_only_its_own_designs_full_runs(tmp_path):
     assert "| 2 (2) | 0.440 +- 0.030 |" in bench.report(args)
 
 
+def test_occluded_levels_figure_takes_each_levels_design_and_marks_grid_only_levels(tmp_path):
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    import occluded_levels
+    bench = occluded_levels.od
+
+    def row(level, phase, lr, seed, steps, val, test=""):
+        return {**dict.fromkeys(bench.FIELDS, ""), "level": level, "model": "bl",
+                "width": "0.5", "phase": phase, "seed": str(seed), "lr": str(lr),
+                "steps": str(steps), "val_top1": str(val), "test_top1": str(test)}
+    rows = [row("light", "grid", lr, 0, 1500, v) for lr, v in
+            ((0.1, 0.6), (0.2, 0.7), (0.4, 0.75), (0.8, 0.5))]            # picks 0.4
+    rows += [row("light", "full", 0.4, s, 6000, 0.8, t) for s, t in ((0, 0.84), (1, 0.86))]
+    rows += [row("light", "full", 0.2, 0, 6000, 0.8, 0.99)]              # not the pick
+    rows += [row("light", "full", 0.4, 0, 24000, 0.8, 0.99)]             # another budget
+    rows += [row("heavy", "grid", lr, s, 6000, v) for lr, s, v in
+             ((0.1, 0, 0.10), (0.2, 0, 0.11), (0.4, 0, 0.09), (0.8, 0, 0.10))]
+    got = occluded_levels.points(rows)["bl"]
+    assert abs(got["light"][0] - 0.85) < 1e-9 and got["light"][2] is True  # the pick's mean
+    assert got["heavy"] == (0.11, got["heavy"][1], False)         # grid only: hollow
+    path = tmp_path / "levels.csv"
+    for r in rows:
+        bench.append_row(str(path), r)
+    occluded_levels.main([f"--csv={path}", f"--output={tmp_path / 'levels.png'}"])
+    assert os.path.getsize(tmp_path / "levels.png") > 0
+
+
 def test_occluded_digit_comparison_extends_its_table_instead_of_starting_over(tmp_path):
     def run(seeds, margin=-1.0, code=0, extra=()):
         args = [sys.executable, "bench/occluded_digits.py", f"--output={tmp_path / 'runs'}",
