@@ -280,6 +280,37 @@ def test_an_attempt_that_raises_fails_its_trial_and_the_error_goes_on(tmp_path):
     assert [t.state for t in s.get_trials()] == [optuna.trial.TrialState.FAIL]
 
 
+@pytest.mark.parametrize("argv, error", [
+    ([], "expected a command, one of run, report (got none)"),
+    (["rnu", "--space=x"], "expected a command, one of run, report (got 'rnu')"),
+    (["run", f"--space={SMALL}"], "run needs --study_dir, --n_trials"),
+    (["report", "--space=x", "--study_dir=y", "--workers=3"],
+     "report: --workers is a flag of another command"),
+    (["run", "--spac=x"], "Unknown command line flag 'spac'"),
+    (["run", "--space=x", "--study_dir=y", "--n_trials=abc"], "flag --n_trials=abc"),
+    (["run", "--space=x", "--study_dir=y", "--n_trials=1", "extra"],
+     "run: unexpected arguments ['extra']"),
+])
+def test_command_line_mistakes_are_one_line_errors(tmp_path, capsys, argv, error):
+    """The search's flags (absl, as tpu_convrnn.main's) are checked before anything runs:
+    exit 2 and one line naming the mistake, nothing written."""
+    os.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and error in err, err
+    assert os.listdir(tmp_path) == []
+
+
+def test_flags_of_an_earlier_call_do_not_leak_into_the_next(tmp_path, capsys):
+    """main() parses its flags afresh: a flag given to one call is not set in the next."""
+    os.chdir(tmp_path)
+    assert main(["run", "--space=x", "--study_dir=y", "--n_trials=1", "--workers=3"]) == 2
+    assert main(["report", "--space=x", "--study_dir=y"]) == 2  # (x does not exist)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("x" in line for line in err), err
+    assert not any("another command" in line for line in err), err
+
+
 def test_a_bug_in_a_workers_attempt_fails_its_trial_with_the_error_recorded(tmp_path):
     """An exception that is no fault of the rung (a bug of the worker) fails the trial with
     the error line as its reason ('crashed') and goes on up."""

@@ -1,4 +1,4 @@
-"""``python -m tpu_convrnn.search run|report``: the architecture search's command line.
+r"""``python -m tpu_convrnn.search run|report``: the architecture search's command line.
 
     # one machine, SQLite in the study folder, two worker processes
     python -m tpu_convrnn.search run --space=gin/search/small.gin --study_dir=runs/small \
@@ -12,18 +12,21 @@
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import textwrap
+from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # (none of these loads TensorFlow: --help and argument errors come before it)
-from tpu_convrnn import console  # noqa: E402
+from absl import flags  # noqa: E402
+
+from tpu_convrnn import cli, console  # noqa: E402
 from tpu_convrnn.files import writable_folder  # noqa: E402
 from tpu_convrnn.search import references, study as study_lib, trial_gin  # noqa: E402
 from tpu_convrnn.search import report as report_lib  # noqa: E402
@@ -37,42 +40,81 @@ from tpu_convrnn.search.worker import Worker  # noqa: E402
 log = logging.getLogger("tpu_convrnn.search")  # (not __name__: "__main__" under -m)
 
 
-def _parser():
-    p = argparse.ArgumentParser(prog="python -m tpu_convrnn.search",
-                                description="Architecture search over ConvRNN cells and "
-                                "feedback (Optuna TPE + ASHA), on one machine or many.")
-    sub = p.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--space", required=True, help="gin file binding space.* (what is "
-                        "searched) and study.* (budgets, sampler, faults); see gin/search/")
-    common.add_argument("--gin_param", action="append", default=[],
-                        help="extra space.*/study.* binding, after the file (repeatable)")
-    common.add_argument("--study_dir", required=True, help="local folder: trial gin files, "
-                        "logs, the data split, the SQLite storage (default), the report")
-    common.add_argument("--storage", default=None, help="SQLAlchemy URL of the study storage "
-                        "(default: sqlite:///STUDY_DIR/study.db); no password here: use "
-                        "$TPU_CONVRNN_STORAGE_PASSWORD or --storage_password_file")
-    common.add_argument("--storage_password_file", default=None,
-                        help="file holding the storage password")
-    common.add_argument("--study_name", default=None,
-                        help="default: study.name, else the space file's name")
-    run = sub.add_parser("run", parents=[common], help="be a worker (or start --workers "
-                         "local workers) of the study until it has --n_trials finished trials")
-    run.add_argument("--n_trials", type=int, required=True, help="trained and finished "
-                     "(complete or pruned) trials of the whole study at which workers stop; "
-                     "exact repeats, which train nothing, do not count")
-    run.add_argument("--workers", type=int, default=1, help="local worker processes to start")
-    run.add_argument("--worker_index", type=int, default=0, help="this worker's index (seeds "
-                     "its sampler with study.seed + index; give each host its own)")
-    run.add_argument("--trials_dir", default=None, help="where trials train (checkpoints, "
-                     "metrics); default STUDY_DIR/trials; a gs:// folder for a TPU fleet, so "
-                     "a trial re-queued on another host resumes")
-    run.add_argument("--tpu", default=None, help="passed to each trial (e.g. 'local')")
-    report = sub.add_parser("report", parents=[common], help="print the top trials, write "
-                            "trials.csv, plots and the median-of-top-N gin file")
-    report.add_argument("--top", type=int, default=5, help="N of the top-N table and median")
-    report.add_argument("--output", default=None, help="default STUDY_DIR/report")
-    return p
+PROG = "python -m tpu_convrnn.search"
+COMMANDS = {"run": "be a worker (or start --workers local workers) of the study until it has "
+                   "--n_trials finished trials",
+            "report": "print the top trials, write trials.csv, plots and the median-of-top-N "
+                      "gin file"}
+# The search's own flag set: tpu_convrnn.main's flags live in absl's global one.
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("space", None, "gin file binding space.* (what is searched) and study.* "
+                    "(budgets, sampler, faults); see gin/search/", flag_values=FLAGS)
+flags.DEFINE_multi_string("gin_param", [], "extra space.*/study.* binding, after the file "
+                          "(repeatable)", flag_values=FLAGS)
+flags.DEFINE_string("study_dir", None, "local folder: trial gin files, logs, the data split, "
+                    "the SQLite storage (default), the report", flag_values=FLAGS)
+flags.DEFINE_string("storage", None, "SQLAlchemy URL of the study storage (default: "
+                    "sqlite:///STUDY_DIR/study.db); no password here: use "
+                    "$TPU_CONVRNN_STORAGE_PASSWORD or --storage_password_file",
+                    flag_values=FLAGS)
+flags.DEFINE_string("storage_password_file", None, "file holding the storage password",
+                    flag_values=FLAGS)
+flags.DEFINE_string("study_name", None, "default: study.name, else the space file's name",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("n_trials", None, "run: trained and finished (complete or pruned) "
+                     "trials of the whole study at which workers stop; exact repeats, which "
+                     "train nothing, do not count", flag_values=FLAGS)
+flags.DEFINE_integer("workers", 1, "run: local worker processes to start", flag_values=FLAGS)
+flags.DEFINE_integer("worker_index", 0, "run: this worker's index (seeds its sampler with "
+                     "study.seed + index; give each host its own)", flag_values=FLAGS)
+flags.DEFINE_string("trials_dir", None, "run: where trials train (checkpoints, metrics); "
+                    "default STUDY_DIR/trials; a gs:// folder for a TPU fleet, so a trial "
+                    "re-queued on another host resumes", flag_values=FLAGS)
+flags.DEFINE_string("tpu", None, "run: passed to each trial (e.g. 'local')", flag_values=FLAGS)
+flags.DEFINE_integer("top", 5, "report: N of the top-N table and median", flag_values=FLAGS)
+flags.DEFINE_string("output", None, "report: default STUDY_DIR/report", flag_values=FLAGS)
+REQUIRED = {"run": ("space", "study_dir", "n_trials"), "report": ("space", "study_dir")}
+ONLY = {"run": ("n_trials", "workers", "worker_index", "trials_dir", "tpu"),
+        "report": ("top", "output")}
+
+
+def _help() -> str:
+    """The module's docstring, the commands and every flag with its help text."""
+    commands = "\n".join(f"  {name:<8}{text}" for name, text in COMMANDS.items())
+    flag_lines = []
+    for name in sorted(FLAGS):
+        flag = FLAGS[name]
+        default = "" if flag.default in (None, []) else f" (default: {flag.default!r})"
+        text = " ".join(flag.help.split())  # (absl appends an indented line to some)
+        flag_lines.append(textwrap.fill(f"--{name}: {text}{default}", 96,
+                                        initial_indent="  ", subsequent_indent="      "))
+    return (f"{__doc__.strip()}\n\ncommands:\n{commands}\n\nflags (\"run:\" and \"report:\" "
+            "mark a command's own):\n" + "\n".join(flag_lines))
+
+
+def parse(argv) -> SimpleNamespace:
+    """``[command, --flag=value, ...]`` -> the command and its flags' values; ValueError (one
+    line) for an unknown command or flag, a missing required flag, a flag of the other
+    command, or a stray argument."""
+    if not argv or argv[0] not in COMMANDS:
+        got = repr(argv[0]) if argv else "none"
+        raise ValueError(f"expected a command, one of {', '.join(COMMANDS)} (got {got}); "
+                         f"{PROG} --help lists them")
+    command = argv[0]
+    FLAGS.unparse_flags()  # (main() may be called more than once in a process)
+    try:
+        rest = FLAGS([PROG] + list(argv[1:]))
+    except flags.Error as e:
+        raise ValueError(str(e).splitlines()[0]) from None
+    if len(rest) > 1:
+        raise ValueError(f"{command}: unexpected arguments {rest[1:]}")
+    other = [n for c, names in ONLY.items() if c != command for n in names if FLAGS[n].present]
+    if other:
+        raise ValueError(f"{command}: --{other[0]} is a flag of another command")
+    missing = [f"--{n}" for n in REQUIRED[command] if FLAGS[n].value is None]
+    if missing:
+        raise ValueError(f"{command} needs {', '.join(missing)}")
+    return SimpleNamespace(command=command, **{name: FLAGS[name].value for name in FLAGS})
 
 
 class Setup:
@@ -183,7 +225,15 @@ def report(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in cli.HELP_FLAGS for a in argv):
+        print(_help())
+        return 0
+    try:
+        args = parse(argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     # a worker's lines carry its index (several share a console)
     console.to_console(f"[w{args.worker_index}] " if args.command == "run" else "")
     try:
