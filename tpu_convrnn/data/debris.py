@@ -28,15 +28,17 @@ ImageNet layout under a folder named by a hash of the settings.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import hashlib
 import json
 import os
+import sys
 
 import numpy as np
+from absl import flags
 
+from tpu_convrnn import cli
 from tpu_convrnn.data import embedded, records
 
 LEVELS = {"light": 10, "moderate": 30, "heavy": 50}  # fragments at 32 px
@@ -295,21 +297,28 @@ def plot_examples(settings: DebrisSettings, path: str, n: int = 8):
     return path
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description="Draws digit-debris examples at every level and "
-                                "prints how much of the targets the debris hides.")
-    p.add_argument("--output", default="debris.png", help="the picture (PNG)")
-    p.add_argument("--image_size", type=int, default=DebrisSettings.image_size,
-                   help="canvas size in px")
-    p.add_argument("--targets", default="font", choices=TARGETS, help="glyphs of the font or "
-                   "MNIST-5k digits")
-    p.add_argument("--n", type=int, default=500, help="test images measured per level")
-    args = p.parse_args(argv)
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("output", "debris.png", "the picture (PNG)", flag_values=FLAGS)
+flags.DEFINE_integer("image_size", DebrisSettings.image_size, "canvas size in px",
+                     flag_values=FLAGS)
+flags.DEFINE_enum("targets", "font", TARGETS, "glyphs of the font or MNIST-5k digits",
+                  flag_values=FLAGS)
+flags.DEFINE_integer("n", 500, "test images measured per level", flag_values=FLAGS)
+
+
+def main(argv=None) -> int:
+    """Draws digit-debris examples at every level and prints how much of the targets the
+    debris hides (``python -m tpu_convrnn.data.debris --output=debris.png``)."""
+    return cli.main(_draw, FLAGS, main.__doc__, argv)
+
+
+def _draw(args) -> int:
     settings = DebrisSettings(image_size=args.image_size, targets=args.targets)
     try:
         settings.check()
     except ValueError as e:
-        p.error(str(e).replace("data.debris_", "--"))
+        print(f"error: {str(e).replace('data.debris_', '--')}", file=sys.stderr)
+        return 2
     for level in LEVELS:
         s = dataclasses.replace(settings, level=level, num_test=args.n)
         images, _, pieces = render(s, "test")
@@ -317,7 +326,8 @@ def main(argv=None):
               f"{s.fragment_sizes[1]} px; {occluded_fraction(images, pieces):.1%} of the "
               f"targets' pixels hidden ({args.n} test images)")
     print(f"wrote {plot_examples(settings, args.output)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,7 +16,9 @@ import json
 import os
 import sys
 
-from tpu_convrnn import files
+from absl import flags
+
+from tpu_convrnn import cli, files
 from tpu_convrnn.data import records
 from tpu_convrnn.progress import Progress
 
@@ -105,17 +107,23 @@ def _write_shard(path, indices, items, input_dir, bar):
             bar.update()
 
 
-def main(argv=None):
-    import argparse
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--input", required=True, help="folder of class sub-folders of images")
-    p.add_argument("--output", required=True, help="output folder (local or gs://)")
-    p.add_argument("--split", default="train", help="shard name prefix (train, validation)")
-    p.add_argument("--num_shards", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0, help="seed of the example order")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the shards of --split already in --output")
-    a = p.parse_args(argv)
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("input", None, "folder of class sub-folders of images", flag_values=FLAGS)
+flags.DEFINE_string("output", None, "output folder (local or gs://)", flag_values=FLAGS)
+flags.DEFINE_string("split", "train", "shard name prefix (train, validation)",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("num_shards", 1, "TFRecord files to write", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "seed of the example order", flag_values=FLAGS)
+flags.DEFINE_boolean("overwrite", False, "replace the shards of --split already in --output",
+                     flag_values=FLAGS)
+flags.mark_flags_as_required(["input", "output"], flag_values=FLAGS)
+
+
+def main(argv=None) -> int:
+    return cli.main(_convert, FLAGS, __doc__, argv)
+
+
+def _convert(a) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     try:
         info = convert_folder(a.input, a.output, a.split, a.num_shards, a.seed,

@@ -16,9 +16,12 @@ initialised), for the README's example. V4 reads conv3, IT reads conv5.
 """
 from __future__ import annotations
 
-import numpy as np
+import sys
 
-from tpu_convrnn import lazy
+import numpy as np
+from absl import flags
+
+from tpu_convrnn import cli, lazy
 from tpu_convrnn.neural.assembly import from_trials
 
 # (TensorFlow and Keras: when the demo is written)
@@ -95,21 +98,28 @@ def make_demo(output: str, num_stimuli: int = 200, sites: int = 16, noise: float
             "expected_reliability": expected_reliability(noise, repetitions)}
 
 
-def main(argv=None):
-    import argparse
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--output", required=True, help="folder to write stimuli/ and assembly.*")
-    p.add_argument("--num_stimuli", type=int, default=200)
-    p.add_argument("--sites", type=int, default=16, help="neuroids per region")
-    p.add_argument("--noise", type=float, default=1.5, help="trial noise s.d. (signal s.d. 1)")
-    p.add_argument("--repetitions", type=int, default=6)
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("output", None, "folder to write stimuli/ and assembly.*",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("num_stimuli", 200, "digit images shown", flag_values=FLAGS)
+flags.DEFINE_integer("sites", 16, "neuroids per region", flag_values=FLAGS)
+flags.DEFINE_float("noise", 1.5, "trial noise s.d. (signal s.d. 1)", flag_values=FLAGS)
+flags.DEFINE_integer("repetitions", 6, "trials per stimulus", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "seed of the stimuli, weights and noise", flag_values=FLAGS)
+flags.mark_flag_as_required("output", flag_values=FLAGS)
+
+
+def main(argv=None) -> int:
+    return cli.main(_write, FLAGS, __doc__, argv)
+
+
+def _write(a) -> int:
     out = make_demo(a.output, a.num_stimuli, a.sites, a.noise, a.repetitions, a.seed)
     print(f"wrote {out['stimuli']}/ ({a.num_stimuli} images), {out['assembly']} (+ .npz) and "
           f"{out['weights']}; planted reliability of the trial average: "
           f"{out['expected_reliability']:.3f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -81,15 +80,9 @@ ONLY = {"run": ("n_trials", "workers", "worker_index", "trials_dir", "tpu"),
 def _help() -> str:
     """The module's docstring, the commands and every flag with its help text."""
     commands = "\n".join(f"  {name:<8}{text}" for name, text in COMMANDS.items())
-    flag_lines = []
-    for name in sorted(FLAGS):
-        flag = FLAGS[name]
-        default = "" if flag.default in (None, []) else f" (default: {flag.default!r})"
-        text = " ".join(flag.help.split())  # (absl appends an indented line to some)
-        flag_lines.append(textwrap.fill(f"--{name}: {text}{default}", 96,
-                                        initial_indent="  ", subsequent_indent="      "))
-    return (f"{__doc__.strip()}\n\ncommands:\n{commands}\n\nflags (\"run:\" and \"report:\" "
-            "mark a command's own):\n" + "\n".join(flag_lines))
+    doc = f"{__doc__.strip()}\n\ncommands:\n{commands}\n\n(flags: \"run:\" and \"report:\" " \
+        "mark a command's own)"
+    return cli.help_text(FLAGS, doc)
 
 
 def parse(argv) -> SimpleNamespace:
@@ -101,20 +94,17 @@ def parse(argv) -> SimpleNamespace:
         raise ValueError(f"expected a command, one of {', '.join(COMMANDS)} (got {got}); "
                          f"{PROG} --help lists them")
     command = argv[0]
-    FLAGS.unparse_flags()  # (main() may be called more than once in a process)
-    try:
-        rest = FLAGS([PROG] + list(argv[1:]))
-    except flags.Error as e:
-        raise ValueError(str(e).splitlines()[0]) from None
-    if len(rest) > 1:
-        raise ValueError(f"{command}: unexpected arguments {rest[1:]}")
+    args, rest = cli.parse_flags(FLAGS, argv[1:])
+    if rest:
+        raise ValueError(f"{command}: unexpected arguments {rest}")
     other = [n for c, names in ONLY.items() if c != command for n in names if FLAGS[n].present]
     if other:
         raise ValueError(f"{command}: --{other[0]} is a flag of another command")
     missing = [f"--{n}" for n in REQUIRED[command] if FLAGS[n].value is None]
     if missing:
         raise ValueError(f"{command} needs {', '.join(missing)}")
-    return SimpleNamespace(command=command, **{name: FLAGS[name].value for name in FLAGS})
+    args.command = command
+    return args
 
 
 class Setup:

@@ -8,14 +8,18 @@ as root, the server runs as the ``postgres`` user. Listens on 127.0.0.1 only, tr
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+
+from absl import flags
+
+from tpu_convrnn import cli
 
 
 def bin_dir() -> str:
@@ -96,10 +100,16 @@ class LocalPostgres:
         self.stop()
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dir", required=True, help="folder for the cluster (created)")
-    args = p.parse_args(argv)
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("dir", None, "folder for the cluster (created)", flag_values=FLAGS)
+flags.mark_flag_as_required("dir", flag_values=FLAGS)
+
+
+def main(argv=None) -> int:
+    return cli.main(_serve, FLAGS, __doc__, argv)
+
+
+def _serve(args) -> int:
     def stop(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, stop)  # stop the server on SIGTERM too
@@ -109,7 +119,8 @@ def main(argv=None):
             signal.pause()
         except KeyboardInterrupt:
             pass
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

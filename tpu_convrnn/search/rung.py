@@ -20,7 +20,6 @@ out-of-memory kill of the runner ends the rung it ran, not the worker.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -29,7 +28,9 @@ import sys
 import time
 import traceback
 
-from tpu_convrnn import console, gin_bindings, lazy
+from absl import flags
+
+from tpu_convrnn import cli, console, gin_bindings, lazy
 from tpu_convrnn.files import write_atomic
 
 # (TensorFlow and Keras: loaded by the first rung, or at a runner's start)
@@ -185,31 +186,38 @@ def serve(control_fd: int) -> int:
     return 0
 
 
+FLAGS = flags.FlagValues()
+flags.DEFINE_boolean("serve", False, "run the rungs sent on stdin (a worker's runner); the "
+                     "flags below are for one rung", flag_values=FLAGS)
+flags.DEFINE_integer("control_fd", None, "--serve: the pipe on which each result's path is "
+                     "answered", flag_values=FLAGS)
+flags.DEFINE_string("gin_file", None, "the trial's gin file", flag_values=FLAGS)
+flags.DEFINE_string("model_dir", None, "the rung's folder (checkpoints, eval/)",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("steps", None, "the rung's budget (training steps)", flag_values=FLAGS)
+flags.DEFINE_float("warmup_fraction", 0.0, "warmup steps as a fraction of the budget",
+                   flag_values=FLAGS)
+flags.DEFINE_integer("checkpoint_every", None, "steps between checkpoints", flag_values=FLAGS)
+flags.DEFINE_string("tpu", None, "TPU name or address (default: none)", flag_values=FLAGS)
+flags.DEFINE_string("result", None, "write the RungResult (JSON) here (default: "
+                    "DIR/rung_result.json)", flag_values=FLAGS)
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--serve", action="store_true",
-                   help="run the rungs sent on stdin (a worker's runner); the options below "
-                        "are for one rung")
-    p.add_argument("--control_fd", type=int, default=None,
-                   help="--serve: the pipe on which each result's path is answered")
-    p.add_argument("--gin_file", help="the trial's gin file")
-    p.add_argument("--model_dir", help="the rung's folder (checkpoints, eval/)")
-    p.add_argument("--steps", type=int, help="the rung's budget (training steps)")
-    p.add_argument("--warmup_fraction", type=float, default=0.0,
-                   help="warmup steps as a fraction of the budget")
-    p.add_argument("--checkpoint_every", type=int, help="steps between checkpoints")
-    p.add_argument("--tpu", default=None, help="TPU name or address (default: none)")
-    p.add_argument("--result", default=None,
-                   help="write the RungResult (JSON) here (default: DIR/rung_result.json)")
-    args = p.parse_args(argv)
+    return cli.main(_main, FLAGS, __doc__, argv)
+
+
+def _main(args) -> int:
     if args.serve:
         if args.control_fd is None:
-            p.error("--serve needs --control_fd")
+            print("error: --serve needs --control_fd", file=sys.stderr)
+            return 2
         return serve(args.control_fd)
     missing = [f"--{k}" for k in ("gin_file", "model_dir", "steps", "checkpoint_every")
                if getattr(args, k) is None]
     if missing:
-        p.error(f"one rung needs {', '.join(missing)}")
+        print(f"error: one rung needs {', '.join(missing)}", file=sys.stderr)
+        return 2
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     console.to_console()
