@@ -184,6 +184,24 @@ def test_help_exits_zero_and_loads_no_tensorflow(module, flag):
     assert not imported & {"tensorflow", "keras"}, module
 
 
+@pytest.mark.parametrize("module", ["tpu_convrnn.search.__main__", "tpu_convrnn.search.rung",
+                                    "tpu_convrnn.search.local_postgres", "tpu_convrnn.data.debris",
+                                    "tpu_convrnn.data.folder", "tpu_convrnn.neural.synthetic"])
+def test_a_command_line_with_its_own_flags_helps_on_every_flag_and_names_mistakes(module, capsys):
+    """The command lines with a flag set of their own (absl, through tpu_convrnn.cli): --help
+    exits 0 listing every flag with its help text; an unknown flag is one line, exit 2."""
+    import importlib
+    mod = importlib.import_module(module)
+    assert mod.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in mod.FLAGS:
+        assert mod.FLAGS[name].help.strip(), f"{module}: --{name} has no help text"
+        assert f"--{name}: " in out, (name, out)
+    assert mod.main(["--no_such_flag=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no_such_flag" in err, err
+
+
 @pytest.mark.parametrize("module", ["tpu_convrnn.search.worker", "tpu_convrnn.search.report",
                                     "tpu_convrnn.search.references", "tpu_convrnn.model.zoo"])
 def test_the_search_and_the_released_graphs_import_without_keras(module):
