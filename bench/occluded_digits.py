@@ -72,8 +72,8 @@ CONTRASTS = [("bl", "b_k"), ("bl", "b_f"), ("bt", "b_k"), ("bt", "b_f"), ("blt",
              ("blt", "b_f"), ("bl", "b"), ("bl_rgc", "bl_simplernn"), ("bl_rgc", "b_k_rgc"),
              ("bl_rgc", "b_f_rgc"), ("bl_rgc", "b_k"), ("bl_rgc", "b_f"), ("bl_rgc", "bl"),
              ("bl_simplernn", "b_k"), ("bl_simplernn", "b_f"), ("bl_simplernn", "bl"),
-             ("bl_gru", "b_k"), ("bl_lstm", "b_k"), ("bl_timedecay", "b_k"),
-             ("bl_timedecay", "bl")]
+             ("bl_gru", "b_k"), ("bl_gru", "bl"), ("bl_lstm", "b_k"), ("bl_lstm", "bl"),
+             ("bl_timedecay", "b"), ("bl_timedecay", "b_k"), ("bl_timedecay", "bl")]
 CHANCE = 0.1  # ten digits
 ARRIVAL = 2  # the step at which the image reaches the readout (tests/model/test_digit_models.py)
 FIELDS = ["level", "model", "width", "phase", "seed", "lr", "steps", "params", "mflop",
