@@ -35,6 +35,7 @@ def _gin(tmp_path, *lines):
     ("space.feedback = {'feedback_size': ('int', 1, 3)}", "unknown feedback knob"),
     ("space.train = {'lr': ('float', 0.1, 1.0)}", "unknown training knob 'lr'"),
     ("study.max_steps = 100", "is not study.min_steps (40) x study.reduction_factor (3) ** k"),
+    ("study.sampler = 'grid'", "study.sampler = 'grid': expected one of 'tpe', 'random'"),
 ])
 def test_bad_spaces_are_one_line_errors_naming_file_and_line(tmp_path, capsys, binding, words):
     path = _gin(tmp_path, "# a comment", binding)
@@ -94,6 +95,25 @@ def test_a_study_refuses_a_worker_with_another_space(tmp_path):
     other, cfg = _space(SMALL, "space.train = {'base_lr': ('float', 0.1, 2.0, 'log')}")
     with pytest.raises(ValueError, match=r"created with another space .*space\.train\.base_lr"):
         study.open_study(other, cfg, storage, "s", space_file="mine.gin")
+
+
+def test_a_random_search_is_its_own_study_with_the_same_pruner(tmp_path):
+    """study.sampler = 'random' (the control a search is judged against): Optuna's
+    RandomSampler with the same ASHA pruner; a TPE worker cannot join a random study."""
+    space, cfg = _space(SMALL, "study.sampler = 'random'")
+    storage = study.open_storage(study.storage_url(None, str(tmp_path)), cfg)
+    rand, _ = study.open_study(space, cfg, storage, "r")
+    assert isinstance(rand.sampler, optuna.samplers.RandomSampler)
+    assert isinstance(rand.pruner, optuna.pruners.SuccessiveHalvingPruner)
+    tpe_space, tpe_cfg = _space(SMALL)
+    tpe, _ = study.open_study(tpe_space, tpe_cfg, storage, "t")
+    assert isinstance(tpe.sampler, optuna.samplers.TPESampler)
+    with pytest.raises(ValueError, match=r"created with another space .*study\.sampler"):
+        study.open_study(tpe_space, tpe_cfg, storage, "r")
+    # its samples are uniform draws from the same space: every parameter inside its range
+    trial = rand.ask()
+    params = sample.suggest(trial, space)
+    assert params == trial.params and 0.1 <= params["train.base_lr"] <= 0.8
 
 
 def test_parameters_become_edges_cells_and_tied_multipliers():

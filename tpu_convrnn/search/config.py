@@ -32,6 +32,7 @@ FEEDBACK_KNOBS = ("feedback_entry", "feedback_filter_size", "feedback_depth_sepa
                   "feedback_activation")
 SPECIAL_CELL_KNOBS = ("init_scale",)
 OBJECTIVES = ("top1", "params", "flops")
+SAMPLERS = ("tpe", "random")
 
 
 @dataclasses.dataclass
@@ -188,6 +189,9 @@ class StudyConfig:
       its own warmup + decay schedule over its budget;
     * ``minival_examples``: training examples held out (whole shards, from the end) as the
       objective's evaluation set; the official evaluation set is never read;
+    * ``sampler``: ``'tpe'`` (multivariate grouped TPE with the constant liar, the default)
+      or ``'random'`` (Optuna's ``RandomSampler``: the control a search is judged against, run
+      with the same pruner and budgets);
     * ``n_startup_trials``: random trials before TPE; ``seed``: sampler seed (+ worker index);
     * ``keep_top_k``: finished trials that keep their checkpoints;
     * ``heartbeat_interval``, ``grace_period`` (s): a RUNNING trial without a heartbeat for
@@ -207,6 +211,7 @@ class StudyConfig:
     max_steps: int = 9000
     checkpoint_every: int = 500
     minival_examples: int = 50_000
+    sampler: str = "tpe"
     n_startup_trials: int = 10
     seed: int = 0
     keep_top_k: int = 5
@@ -248,6 +253,9 @@ class StudyConfig:
         if self.grace_period <= self.heartbeat_interval:
             raise ValueError(f"{at('grace_period')}: study.grace_period ({self.grace_period} s) "
                              f"must exceed study.heartbeat_interval ({self.heartbeat_interval} s)")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"{at('sampler')}: study.sampler = {self.sampler!r}: expected one of "
+                             + ", ".join(repr(k) for k in SAMPLERS))
         objectives = list(self.objectives)
         if not objectives or objectives[0] != "top1" or len(set(objectives)) != len(objectives) \
                 or any(o not in OBJECTIVES for o in objectives):

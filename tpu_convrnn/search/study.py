@@ -219,6 +219,8 @@ def stored_description(space: SearchSpace, cfg: StudyConfig) -> dict:
     desc = {"space": space.as_data(),
             "study": {"objectives": list(cfg.objectives), "budgets": cfg.budgets(),
                       "minival_examples": cfg.minival_examples}}
+    if cfg.sampler != "tpe":  # (studies stored before the choice existed are TPE's)
+        desc["study"]["sampler"] = cfg.sampler
     return json.loads(json.dumps(desc))
 
 
@@ -239,11 +241,13 @@ def open_study(space: SearchSpace, cfg: StudyConfig, storage, name: str,
     import optuna
     single = len(cfg.objectives) == 1
 
-    def tpe(seed):
+    def make(seed):
+        if cfg.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=int(seed))
         return optuna.samplers.TPESampler(
             multivariate=True, group=True, constant_liar=True, seed=int(seed),
             n_startup_trials=cfg.n_startup_trials)
-    sampler = tpe(cfg.seed + worker_index)
+    sampler = make(cfg.seed + worker_index)
     pruner = optuna.pruners.SuccessiveHalvingPruner(
         min_resource=cfg.min_steps, reduction_factor=cfg.reduction_factor) if single else \
         optuna.pruners.NopPruner()
@@ -253,7 +257,7 @@ def open_study(space: SearchSpace, cfg: StudyConfig, storage, name: str,
     # The sampler's seed: the study's, the worker's index and the trials the study holds now,
     # so that a worker restarted with the same index does not replay its samples.
     held = len(study.get_trials(deepcopy=False))
-    study.sampler = tpe(np.random.SeedSequence([cfg.seed, worker_index, held]).generate_state(1)[0])
+    study.sampler = make(np.random.SeedSequence([cfg.seed, worker_index, held]).generate_state(1)[0])
     desc = stored_description(space, cfg)
     stored = study.user_attrs.get("description")
     if stored is None:
