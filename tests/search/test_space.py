@@ -15,6 +15,7 @@ from tpu_convrnn.training.train import TrainConfig
 
 SMALL = os.path.join(REPO_ROOT, "gin", "search", "small.gin")
 MEDIAN = os.path.join(REPO_ROOT, "gin", "search", "median_cell.gin")
+OCCLUDED = os.path.join(REPO_ROOT, "gin", "search", "occluded.gin")
 
 
 def _space(path, *extra):
@@ -30,6 +31,8 @@ def _gin(tmp_path, *lines):
 @pytest.mark.parametrize("binding, words", [
     ("space.cell = {'tua_filter_size': ('int', 1, 3)}", "unknown knob 'tua_filter_size'"),
     ("space.cell_layers = ['conv3', 'conv9']", "unknown cell layer 'conv9'"),
+    ("space.cell_layers = ['conv1', 'conv3']",
+     "'conv1' is the input or readout layer of rgc_shallow and takes no cell"),
     ("space.feedback_edges = [['conv3', 'conv5']]", "conv3 -> conv5 is not later -> earlier"),
     ("space.cell = {'tau_filter_size': ('int', 3, 3)}", "empty range [3, 3]"),
     ("space.feedback = {'feedback_size': ('int', 1, 3)}", "unknown feedback knob"),
@@ -172,6 +175,24 @@ def test_the_shallow_reference_is_the_released_rgc_shallow_cell():
     params["cell.gate_filter_size"] = 2
     changed = _built("rgc_shallow", sample.bindings(space, params), 72)
     assert trial_gin.architecture_hash(changed) != trial_gin.architecture_hash(released)
+
+
+def test_the_occluded_spaces_reference_is_the_comparisons_rgc_model():
+    """gin/search/occluded.gin's reference trial is BL with the released rgc_shallow cell in
+    its two conv layers at width 0.5: the occluded-digit comparison's bl_rgc, built here from
+    the released graph, not from the space."""
+    space, _ = _space(OCCLUDED)
+    params = references.reference_params(space, TrainConfig())["shallow_rgc_cell"]
+    b = sample.bindings(space, params)
+    searched = builders.build_model("spoerer_bl", cells=b["model.cells"], width=0.5,
+                                    add_edges=b["model.add_edges"],
+                                    remove_edges=b["model.remove_edges"], image_size=32)
+    cell = next(n["memory"] for n in zoo.released_graph("rgc_shallow")["nodes"]
+                if n["name"] == "conv3")
+    comparison = builders.build_model("spoerer_bl", cells={"conv1": cell, "conv2": cell},
+                                      width=0.5, image_size=32)
+    assert searched.count_params() == comparison.count_params()
+    assert trial_gin.architecture_hash(searched) == trial_gin.architecture_hash(comparison)
 
 
 def test_a_reference_outside_the_space_is_an_error():

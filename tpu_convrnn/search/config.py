@@ -121,9 +121,11 @@ class SearchSpace:
             if layer not in layers:
                 fail("cell_layers", layer, f"unknown cell layer {layer!r} of {self.base} "
                      f"(layers: {', '.join(layers[:-1])})")
-            if layer == layers[0] or layer == layers[-1]:
-                fail("cell_layers", layer, f"{layer!r} is the input or readout layer and takes "
-                     "no cell")
+            # (the first layer takes a cell where the base graph gives it one, as Spoerer's
+            # BL does; the released ConvRNNs' conv1 has none)
+            if layer == layers[-1] or (layer == layers[0] and not graph["nodes"][0].get("memory")):
+                fail("cell_layers", layer, f"{layer!r} is the input or readout layer of "
+                     f"{self.base} and takes no cell")
         if self.cell_kind not in cells.KINDS:
             fail("cell_kind", self.cell_kind, f"unknown cell kind {self.cell_kind!r} "
                  f"(kinds: {', '.join(sorted(cells.KINDS))})")
