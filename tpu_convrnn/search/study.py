@@ -257,7 +257,8 @@ def open_study(space: SearchSpace, cfg: StudyConfig, storage, name: str,
     # The sampler's seed: the study's, the worker's index and the trials the study holds now,
     # so that a worker restarted with the same index does not replay its samples.
     held = len(study.get_trials(deepcopy=False))
-    study.sampler = make(np.random.SeedSequence([cfg.seed, worker_index, held]).generate_state(1)[0])
+    seed = np.random.SeedSequence([cfg.seed, worker_index, held]).generate_state(1)[0]
+    study.sampler = make(seed)
     desc = stored_description(space, cfg)
     stored = study.user_attrs.get("description")
     if stored is None:
