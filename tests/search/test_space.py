@@ -1,6 +1,8 @@
 """The search space, its checks, parameters -> gin bindings, references, hashes, the median."""
+import csv
 import glob
 import os
+import re
 
 import optuna
 import pytest
@@ -9,7 +11,7 @@ from tpu_convrnn.model import builders
 
 from tpu_convrnn.model import zoo
 from tpu_convrnn.gin_bindings import REPO_ROOT
-from tpu_convrnn.search import trial_gin, config, references, report, sample, study
+from tpu_convrnn.search import trial_gin, config, record, references, report, sample, study
 from tpu_convrnn.search.__main__ import main
 from tpu_convrnn.training.train import TrainConfig
 
@@ -465,3 +467,67 @@ def test_trial_record_reads_what_optuna_stores_and_refuses_unknown_names():
     from tpu_convrnn.search import study as study_lib
     assert study_lib.end_reason(study.trials[0]) == "crashed"
     assert study_lib.origin_number(study.trials[0]) == 3
+
+
+def test_best_so_far_counts_every_trials_compute_and_only_full_budget_results():
+    _, cfg = _space(SMALL)  # budgets 40 and 120 steps
+    rows = [{"trial": 3, "budget": 120, "top1": 0.7, "train_pflop": 3.0},
+            {"trial": 0, "budget": 40, "top1": 0.9, "train_pflop": 1.0},  # pruned: pays only
+            {"trial": 1, "budget": 120, "top1": 0.5, "train_pflop": 3.0},
+            {"trial": 2, "budget": 120, "top1": 0.4, "train_pflop": 3.0},
+            {"trial": 4, "budget": None, "top1": None, "train_pflop": None}]  # failed
+    curve = report.best_so_far(rows, cfg.max_steps)
+    assert curve == [(1, 4.0, 0.5), (2, 7.0, 0.5), (3, 10.0, 0.7), (4, 10.0, 0.7)]
+    assert report.best_at(curve, 3.9) is None
+    assert report.best_at(curve, 9.9) == 0.5 and report.best_at(curve, 10.0) == 0.7
+
+
+def _stored_study(folder, space_path, values, *extra):
+    """A study of ``space_path`` in ``folder``'s SQLite with finished trials (no training):
+    ``values`` are (top-1, budget) in trial order, each trial 1 TFLOP per image and step."""
+    space, cfg = _space(space_path, *extra)
+    storage = study.open_storage(study.storage_url(None, str(folder)), cfg, False)
+    s, _ = study.open_study(space, cfg, storage, "small")
+    s.set_user_attr("global_batch", 1)
+    point = references.reference_params(space)["shallow_rgc_cell"]
+    for value, budget in values:
+        s.enqueue_trial(point)
+        t = s.ask()
+        sample.suggest(t, space)
+        record.put(t, budget=budget, flops_train_step=1e12, params=1000)
+        t.report(value, budget)
+        full = budget == cfg.max_steps
+        s.tell(t, value if full else None, state=optuna.trial.TrialState.COMPLETE if full
+               else optuna.trial.TrialState.PRUNED)
+
+
+def test_report_compares_a_random_search_control_at_equal_compute(tmp_path, capsys):
+    """``report --compare_with`` draws the studies' best so far against compute and prints
+    each one's best once the cheapest study's compute was spent; a study of another space or
+    settings, or a folder without a study, is a one-line error."""
+    # a full trial trains 40 + 120 steps: 0.16 PFLOP at batch 1; a pruned one 40: 0.04
+    _stored_study(tmp_path / "tpe", SMALL, [(0.3, 120), (0.6, 40), (0.5, 120), (0.8, 120)])
+    _stored_study(tmp_path / "random", SMALL, [(0.4, 120), (0.2, 40)],
+                  "study.sampler = 'random'")
+    _stored_study(tmp_path / "other", SMALL, [(0.4, 120)], "study.minival_examples = 600")
+    args = ["report", f"--space={SMALL}", f"--study_dir={tmp_path / 'tpe'}", "--top=1"]
+    assert main(args + [f"--compare_with={tmp_path / 'random'}"]) == 0
+    out = capsys.readouterr().out
+    # equal compute: random spent 0.16 + 0.04; by then TPE had its trials 0 and 1 (0.16 + 0.04)
+    assert re.search(r"at equal compute \(0\.2 PFLOP", out), out
+    assert re.search(r"tpe \(tpe\)\s+0\.52\s+0\.8000\s+0\.3000", out), out
+    assert re.search(r"random \(random\)\s+0\.2\s+0\.4000\s+0\.4000", out), out
+    with open(tmp_path / "tpe" / "report" / "compare.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["study"], r["trial"], r["best_top1"]) for r in rows] == [
+        ("tpe (tpe)", "0", "0.3"), ("tpe (tpe)", "1", "0.3"), ("tpe (tpe)", "2", "0.5"),
+        ("tpe (tpe)", "3", "0.8"), ("random (random)", "0", "0.4"),
+        ("random (random)", "1", "0.4")]
+    assert os.path.getsize(tmp_path / "tpe" / "report" / "compare.png") > 0
+    for folder, words in (("other", "has another space or settings (differs in: "
+                                    "study.minival_examples)"),
+                          ("none", "no study.db there")):
+        assert main(args + [f"--compare_with={tmp_path / folder}"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"--compare_with={tmp_path / folder}" in err \
+            and words in err, err

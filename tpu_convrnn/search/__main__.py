@@ -9,6 +9,11 @@ r"""``python -m tpu_convrnn.search run|report``: the architecture search's comma
         --trials_dir=gs://BUCKET/search/trials --storage=postgresql://search@10.0.0.2/search \
         --n_trials=2000 --worker_index=3 --tpu=local
     python -m tpu_convrnn.search report --space=gin/search/small.gin --study_dir=runs/small
+    # a random-search control of the same space, then both at equal compute (compare.png)
+    python -m tpu_convrnn.search run --space=gin/search/small.gin --study_dir=runs/random \
+        --gin_param="study.sampler = 'random'" --n_trials=12 --workers=2
+    python -m tpu_convrnn.search report --space=gin/search/small.gin --study_dir=runs/small \
+        --compare_with=runs/random
 """
 from __future__ import annotations
 
@@ -72,9 +77,14 @@ flags.DEFINE_string("trials_dir", None, "run: where trials train (checkpoints, m
 flags.DEFINE_string("tpu", None, "run: passed to each trial (e.g. 'local')", flag_values=FLAGS)
 flags.DEFINE_integer("top", 5, "report: N of the top-N table and median", flag_values=FLAGS)
 flags.DEFINE_string("output", None, "report: default STUDY_DIR/report", flag_values=FLAGS)
+flags.DEFINE_multi_string("compare_with", [], "report: the folder of another study of the same "
+                          "space and settings in SQLite (e.g. its random-search control, "
+                          "--gin_param=\"study.sampler = 'random'\"); its best so far against "
+                          "compute is drawn with this one's in compare.png (repeatable)",
+                          flag_values=FLAGS)
 REQUIRED = {"run": ("space", "study_dir", "n_trials"), "report": ("space", "study_dir")}
 ONLY = {"run": ("n_trials", "workers", "worker_index", "trials_dir", "tpu"),
-        "report": ("top", "output")}
+        "report": ("top", "output", "compare_with")}
 
 
 def _help() -> str:
@@ -201,17 +211,47 @@ def _start_workers(args) -> int:
 
 def report(args) -> int:
     s = Setup(args, with_heartbeat=False)
-    import optuna
-    try:
-        study = optuna.load_study(study_name=s.name, storage=s.storage)
-    except KeyError:
-        if s.fresh:  # a report of a missing study leaves no empty folder behind
-            shutil.rmtree(args.study_dir, ignore_errors=True)
-        where = mask_url(s.url) if args.storage else "the study folder"
-        raise ValueError(f"no study {s.name!r} in {where}") from None
+    others = [(d, storage_url(None, d)) for d in args.compare_with]
+    missing = [d for d in args.compare_with if not os.path.exists(os.path.join(d, "study.db"))]
+    if missing:
+        raise ValueError(f"--compare_with={missing[0]}: no study.db there")
+    study = _load(s.name, s.storage, mask_url(s.url) if args.storage else "the study folder",
+                  s.fresh and args.study_dir)
     out = args.output or os.path.join(args.study_dir, "report")
     report_lib.write_report(study, s.space, s.cfg, out, args.top, args.space)
+    if others:
+        ours = study.user_attrs.get("description", {})
+        curves = {_label(args.study_dir, ours): report_lib.best_so_far(
+            report_lib.trial_rows(study, s.cfg), s.cfg.max_steps)}
+        for folder, url in others:
+            other = _load(s.name, open_storage(url, s.cfg, with_heartbeat=False),
+                          f"--compare_with={folder}")
+            theirs = other.user_attrs.get("description", {})
+            diff = [d for d in study_lib.differences(ours, theirs) if d != "study.sampler"]
+            if diff:
+                raise ValueError(f"--compare_with={folder}: study {s.name!r} has another space "
+                                 f"or settings (differs in: {', '.join(diff[:8])})")
+            curves[_label(folder, theirs)] = report_lib.best_so_far(
+                report_lib.trial_rows(other, s.cfg), s.cfg.max_steps)
+        report_lib.write_comparison(curves, out)
     return 0
+
+
+def _load(name, storage, where, remove_if_missing=None):
+    """The stored study ``name``; ValueError naming ``where`` if there is none (and a study
+    folder this command made is removed: a report of a missing study leaves nothing)."""
+    import optuna
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        if remove_if_missing:
+            shutil.rmtree(remove_if_missing, ignore_errors=True)
+        raise ValueError(f"no study {name!r} in {where}") from None
+
+
+def _label(folder, description) -> str:
+    sampler = description.get("study", {}).get("sampler", "tpe")
+    return f"{os.path.basename(os.path.normpath(folder))} ({sampler})"
 
 
 def main(argv=None) -> int:

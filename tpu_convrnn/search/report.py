@@ -11,6 +11,10 @@
 * ``search.png``: best-so-far top-1 against trials and against training compute, the
   distribution of top-1, feedback-edge frequency among the top N, parameter importances, and
   top-1 against parameter count.
+
+``write_comparison`` sets studies of one space side by side (``report --compare_with``): each
+one's best so far against compute (``best_so_far``) in ``compare.png`` and ``compare.csv``,
+and its best once the cheapest study's compute was spent.
 """
 from __future__ import annotations
 
@@ -97,6 +101,28 @@ def median_params(space, trials) -> dict:
     return out
 
 
+def best_so_far(rows, max_steps) -> list:
+    """The search's progress as its user pays for it: ``[(trial, training PFLOP so far, best
+    top-1 at the full budget so far)]`` in trial order (``trial_rows``' rows), from the first
+    trial that reached ``max_steps`` on. Compute counts every trial, pruned ones included."""
+    best, compute, out = None, 0.0, []
+    for r in sorted(rows, key=lambda r: r["trial"]):
+        compute += r["train_pflop"] or 0.0
+        if r["budget"] == max_steps and r["top1"] is not None and (best is None
+                                                                    or r["top1"] > best):
+            best = r["top1"]
+        if best is not None:
+            out.append((r["trial"], compute, best))
+    return out
+
+
+def best_at(curve, compute: float):
+    """The best top-1 of a ``best_so_far`` curve once ``compute`` PFLOP were spent (None if
+    no trial had reached the full budget by then)."""
+    reached = [best for _, spent, best in curve if spent <= compute]
+    return reached[-1] if reached else None
+
+
 def _first_choice(knob):
     return knob.choices[0] if knob.choices else knob.low
 
@@ -146,15 +172,8 @@ def plot(study, space, cfg, rows, best, path):
     scored = [r for r in rows if r["top1"] is not None]
     full = [r for r in scored if r["budget"] == cfg.max_steps]
     # best so far against trial number and against compute (full-budget results)
-    best_val, xs, ys, cx, compute = -1.0, [], [], [], 0.0
-    for r in sorted(rows, key=lambda r: r["trial"]):
-        compute += r["train_pflop"] or 0.0
-        if r in full and r["top1"] > best_val:
-            best_val = r["top1"]
-        if best_val >= 0:
-            xs.append(r["trial"])
-            ys.append(best_val)
-            cx.append(compute)
+    curve = best_so_far(rows, cfg.max_steps)
+    xs, cx, ys = ([c[i] for c in curve] for i in range(3))
     ax[0, 0].step(xs, ys, where="post")
     ax[0, 0].scatter([r["trial"] for r in scored], [r["top1"] for r in scored], s=12,
                      c=["C1" if r["state"] == "PRUNED" else "C0" for r in scored])
@@ -211,3 +230,45 @@ def plot(study, space, cfg, rows, best, path):
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def write_comparison(curves: dict, out: str) -> dict:
+    """Studies of one space side by side (e.g. TPE against its random-search control):
+    ``curves`` is ``{label: best_so_far(...)}``. Prints, per study, its compute, its best
+    top-1 and its best once the compute of the cheapest study was spent (the fair
+    comparison), and writes ``compare.csv`` (the curves) and ``compare.png`` (best so far
+    against compute) into ``out``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    os.makedirs(out, exist_ok=True)
+    spent = {label: curve[-1][1] if curve else 0.0 for label, curve in curves.items()}
+    common = min(spent.values())
+    print(f"best so far at equal compute ({common:.4g} PFLOP, the least any study spent):")
+    print(f"{'study':<24} {'PFLOP':>10} {'best':>7} {'at equal':>9}")
+    for label, curve in curves.items():
+        best, equal = (curve[-1][2] if curve else None), best_at(curve, common)
+        print(f"{label:<24} {spent[label]:>10.4g} {_fmt(best):>7} {_fmt(equal):>9}")
+    csv_path = os.path.join(out, "compare.csv")
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["study", "trial", "train_pflop", "best_top1"])
+        w.writerows([label, *point] for label, curve in curves.items() for point in curve)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for label, curve in curves.items():
+        ax.step([c[1] for c in curve], [c[2] for c in curve], where="post", label=label)
+    ax.axvline(common, color="gray", ls="--", lw=0.8)
+    ax.set(xlabel="training compute so far (PFLOP)", ylabel="best minival top-1 (full budget)",
+           title="best so far against compute (dashed: equal compute)")
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+    ax.legend()
+    fig.tight_layout()
+    png = os.path.join(out, "compare.png")
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+    print(f"wrote {csv_path} and {png}")
+    return {"csv": csv_path, "plot": png, "equal_compute": common}
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"

@@ -224,11 +224,12 @@ def stored_description(space: SearchSpace, cfg: StudyConfig) -> dict:
     return json.loads(json.dumps(desc))
 
 
-def _differences(a, b, prefix=""):
+def differences(a, b, prefix="") -> list:
+    """The dotted keys at which two nested dicts differ."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            out += _differences(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
+            out += differences(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
         return out
     return [] if a == b else [prefix]
 
@@ -266,7 +267,7 @@ def open_study(space: SearchSpace, cfg: StudyConfig, storage, name: str,
         study.set_metric_names([f"minival {o}" if o == "top1" else o for o in cfg.objectives])
         return study, True
     if stored != desc:
-        diff = _differences(stored, desc)
+        diff = differences(stored, desc)
         raise ValueError(
             f"{space_file}: study {name!r} was created with another space or settings (differs "
             f"in: {', '.join(diff[:8])}{' ...' if len(diff) > 8 else ''}); give the original "
