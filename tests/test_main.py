@@ -202,6 +202,38 @@ def test_a_command_line_with_its_own_flags_helps_on_every_flag_and_names_mistake
     assert len(err.splitlines()) == 1 and "no_such_flag" in err, err
 
 
+@pytest.mark.parametrize("module, argv, words", [
+    ("tpu_convrnn.search.rung", ["--serve"], "--serve needs --control_fd"),
+    ("tpu_convrnn.search.rung", ["--steps=10"],
+     "one rung needs --gin_file, --model_dir, --checkpoint_every"),
+    ("tpu_convrnn.data.debris", ["--image_size=4"],
+     "--image_size = 4: the canvas must be a whole number of at least 16 px"),
+])
+def test_a_mistake_found_after_the_flags_parse_is_one_line_too(module, argv, words, capsys,
+                                                               tmp_path):
+    """A mistake the command finds in its flags' values (cli.UsageError) is one line and exit
+    2, like a malformed flag, and nothing is written."""
+    import importlib
+    os.chdir(tmp_path)
+    assert importlib.import_module(module).main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {words}", err
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_bug_in_a_command_is_not_reported_as_a_usage_mistake():
+    """Only cli.UsageError (or what a command names) is turned into an exit 2: another
+    ValueError is a bug and goes on up with its traceback."""
+    from absl import flags
+
+    from tpu_convrnn import cli
+
+    def broken(args):
+        raise ValueError("a bug")
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main(broken, flags.FlagValues(), "doc", [])
+
+
 @pytest.mark.parametrize("module", ["tpu_convrnn.search.worker", "tpu_convrnn.search.report",
                                     "tpu_convrnn.search.references", "tpu_convrnn.model.zoo"])
 def test_the_search_and_the_released_graphs_import_without_keras(module):

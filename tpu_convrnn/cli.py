@@ -9,7 +9,11 @@ line (``error: ...``) and exit 2.
     flags.DEFINE_string("output", None, "the picture", flag_values=FLAGS)
 
     def main(argv=None) -> int:
-        return cli.main(_run, FLAGS, __doc__, argv)  # _run(args, positional) -> exit code
+        return cli.main(_run, FLAGS, __doc__, argv)  # _run(args) -> exit code
+
+    def _run(args):
+        if args.output is None:
+            raise cli.UsageError("--output is needed")  # one line, exit 2
 """
 from __future__ import annotations
 
@@ -56,19 +60,34 @@ def parse_flags(flag_values, argv) -> tuple:
     return SimpleNamespace(**{name: flag_values[name].value for name in flag_values}), rest[1:]
 
 
-def main(run_fn, flag_values, doc: str, argv=None, positional: bool = False) -> int:
+class UsageError(ValueError):
+    """A mistake of the caller's (a flag's value, a missing flag, a file): ``main`` prints it
+    as one line and exits 2."""
+
+
+def main(run_fn, flag_values, doc: str, argv=None, positional: bool = False, *,
+         parse=None, help_fn=None, usage_errors=(UsageError,)) -> int:
     """The entry point of a module with its own flag set: ``--help`` (printed, 0), a mistake
     in the flags (one line on stderr, 2), else ``run_fn(args)`` (``run_fn(args, rest)`` with
-    ``positional``) and its exit code."""
+    ``positional``) and its exit code; ``usage_errors`` raised by it are one line and 2 too.
+    A module with commands gives its own ``parse(argv) -> args`` (ValueError for a mistake)
+    and ``help_fn() -> text``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in HELP_FLAGS for a in argv):
-        print(help_text(flag_values, doc))
+        print(help_fn() if help_fn else help_text(flag_values, doc))
         return 0
     try:
-        args, rest = parse_flags(flag_values, argv)
+        args, rest = (parse(argv), []) if parse else parse_flags(flag_values, argv)
         if rest and not positional:
             raise ValueError(f"unexpected arguments {rest}")
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return run_fn(args, rest) if positional else run_fn(args)
+        return _usage(e)
+    try:
+        return run_fn(args, rest) if positional else run_fn(args)
+    except usage_errors as e:
+        return _usage(e)
+
+
+def _usage(error) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return 2

@@ -317,8 +317,7 @@ def _draw(args) -> int:
     try:
         settings.check()
     except ValueError as e:
-        print(f"error: {str(e).replace('data.debris_', '--')}", file=sys.stderr)
-        return 2
+        raise cli.UsageError(str(e).replace("data.debris_", "--")) from None
     for level in LEVELS:
         s = dataclasses.replace(settings, level=level, num_test=args.n)
         images, _, pieces = render(s, "test")

@@ -255,25 +255,16 @@ def _label(folder, description) -> str:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if any(a in cli.HELP_FLAGS for a in argv):
-        print(_help())
-        return 0
-    try:
-        args = parse(argv)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli.main(_command, FLAGS, __doc__, argv, parse=parse, help_fn=_help,
+                    usage_errors=(ValueError,))  # (a bad space, storage or study too)
+
+
+def _command(args) -> int:
     # a worker's lines carry its index (several share a console)
     console.to_console(f"[w{args.worker_index}] " if args.command == "run" else "")
     try:
         return {"run": run, "report": report}[args.command](args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:
-        if not isinstance(e, RunnerBroken):
-            raise
+    except RunnerBroken as e:
         print(f"error: RunnerBroken: {e}", file=sys.stderr)
         return 1
 

@@ -210,14 +210,12 @@ def main(argv=None) -> int:
 def _main(args) -> int:
     if args.serve:
         if args.control_fd is None:
-            print("error: --serve needs --control_fd", file=sys.stderr)
-            return 2
+            raise cli.UsageError("--serve needs --control_fd")
         return serve(args.control_fd)
     missing = [f"--{k}" for k in ("gin_file", "model_dir", "steps", "checkpoint_every")
                if getattr(args, k) is None]
     if missing:
-        print(f"error: one rung needs {', '.join(missing)}", file=sys.stderr)
-        return 2
+        raise cli.UsageError(f"one rung needs {', '.join(missing)}")
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     console.to_console()
