@@ -74,6 +74,9 @@ CONTRASTS = [("bl", "b_k"), ("bl", "b_f"), ("bt", "b_k"), ("bt", "b_f"), ("blt",
              ("bl_simplernn", "b_k"), ("bl_simplernn", "b_f"), ("bl_simplernn", "bl"),
              ("bl_gru", "b_k"), ("bl_gru", "bl"), ("bl_lstm", "b_k"), ("bl_lstm", "bl"),
              ("bl_timedecay", "b"), ("bl_timedecay", "b_k"), ("bl_timedecay", "bl")]
+# What a searched model (--gin_models) is contrasted with: the search's reference cell, BL, and
+# the feedforward models.
+SEARCH_CONTROLS = ("bl_rgc", "bl", "b_k", "b_f", "b")
 CHANCE = 0.1  # ten digits
 ARRIVAL = 2  # the step at which the image reaches the readout (tests/model/test_digit_models.py)
 FIELDS = ["level", "model", "width", "phase", "seed", "lr", "steps", "params", "mflop",
@@ -134,10 +137,13 @@ def gin_text(args, level, model, lr, seed, steps, every):
     from tpu_convrnn.search.trial_gin import gin_value
     base = BASE.get(model, "spoerer_bl")
     cells = cells_of(model)
+    if model in searched(args):  # the file holds its model, width and rate
+        head = [f"include {os.path.abspath(args.gin_models[model])!r}"]
+    else:
+        head = [f"include 'gin/models/{base}.gin'", "include 'gin/debris.gin'",
+                f"model.width = {model_width(args, model)!r}"]
     return "\n".join([
-        f"include 'gin/models/{base}.gin'", "include 'gin/debris.gin'",
-        f"model.width = {model_width(args, model)!r}",
-        *[f"data.{k} = {v!r}" for k, v in data_bindings(args, level).items()],
+        *head, *[f"data.{k} = {v!r}" for k, v in data_bindings(args, level).items()],
         f"train.base_lr = {lr!r}", f"train.seed = {seed}",
         f"train.train_steps = {steps}", f"train.warmup_steps = {max(1, steps // 20)}",
         f"train.checkpoint_every = {every}", f"train.steps_per_loop = {min(200, every)}"]
@@ -199,9 +205,19 @@ def grid_means(rows, level, model, args):
             for lr, v in vals.items() if len(v) == args.grid_seeds}
 
 
+def searched(args) -> dict:
+    """``{model: base_lr}`` of the ``--gin_models``: models a gin file defines (a search
+    report's ``best.gin`` or ``median_topN.gin``), trained at the file's rate (the search
+    chose it), without a grid."""
+    return getattr(args, "gin_lrs", {})
+
+
 def chosen_lr(rows, level, model, args):
     """(the grid's pick for (level, model) or None, and why: 'picked', 'pending' while a grid
-    run is missing, or 'at chance' when the best mean is under ``--grid_margin`` above chance)."""
+    run is missing, or 'at chance' when the best mean is under ``--grid_margin`` above chance;
+    a ``--gin_models`` model's rate is its file's: 'searched')."""
+    if model in searched(args):
+        return searched(args)[model], "searched"
     return pick(grid_means(rows, level, model, args), args)  # (rows: this design's only)
 
 
@@ -222,7 +238,10 @@ def grid_rates(grid, args):
 
 
 def best_rate(rows, level, model, args):
-    """The best rate of (level, model)'s finished grid, or None while it is missing a rate."""
+    """The best rate of (level, model)'s finished grid, or None while it is missing a rate
+    (a ``--gin_models`` model: its file's rate)."""
+    if model in searched(args):
+        return searched(args)[model]
     grid = grid_means(rows, level, model, args)
     return best_lr(grid, grid_rates(grid, args))
 
@@ -338,7 +357,7 @@ def plan(args, rows):
     done = done_keys(rows)
     out = []
     for level in args.levels:
-        for model in args.models:
+        for model in (m for m in args.models if m not in searched(args)):
             rates = grid_rates(grid_means(rows, level, model, args), args)
             for seed in range(args.grid_seeds):
                 for lr in rates:
@@ -449,7 +468,7 @@ def report(args):
         lines += [f"### {level} debris", "", "| model | params | MFLOP/img (forward) | base_lr "
                   "(grid: mean val top-1) | seeds (converged) | test top-1 | at arrival (t=2) | "
                   "last - arrival | wall s/run |", "|---|---|---|---|---|---|---|---|---|"]
-        for model in MODELS:
+        for model in MODELS + tuple(searched(args)):
             rs = [r for r in rows if (r["level"], r["model"]) == (level, model)]
             if not rs:
                 continue
@@ -460,13 +479,15 @@ def report(args):
             ma, _ = mean_sem(arrival)
             md, ed = mean_sem([t - a for t, a in zip(top, arrival)])
             g = sorted(grid_means(grid, level, model, args).items())
+            how = "searched" if model in searched(args) else \
+                ", ".join(f"{lr:g}: {v:.3f}" for lr, v in g)
             stuck = [r for r in rs if float(r["val_top1"]) < CHANCE + args.floor]
             conv = sum(r["converged"] == "True" and r not in stuck for r in rs)
             counted = (f"{len(rs)} ({conv}; {len(stuck)} at chance)" if stuck
                        else f"{len(rs)} ({conv})")
             lines.append(
                 f"| {model} | {int(rs[0]['params']):,} | {float(rs[0]['mflop']):.1f} | "
-                f"{float(rs[0]['lr']):g} ({', '.join(f'{lr:g}: {v:.3f}' for lr, v in g)}) | "
+                f"{float(rs[0]['lr']):g} ({how}) | "
                 f"{counted} | {m:.3f} +- {e:.3f} | {ma:.3f} | {md:+.3f} +- {ed:.3f} | "
                 f"{mean_sem([float(r['wall_s']) for r in rs])[0]:.0f} |")
             by_level.setdefault(model, {})[level] = (m, e)
@@ -478,7 +499,7 @@ def report(args):
         ax[0, i].legend(fontsize=7)
         lines += ["", "Paired differences (test top-1, same seed; mean and 95% t interval):", "",
                   "| contrast | seeds | difference | 95% interval |", "|---|---|---|---|"]
-        for a, b in CONTRASTS:
+        for a, b in CONTRASTS + [(g, m) for g in searched(args) for m in SEARCH_CONTROLS]:
             pa = {r["seed"]: float(r["test_top1"]) for r in rows
                   if (r["level"], r["model"]) == (level, a)}
             pb = {r["seed"]: float(r["test_top1"]) for r in rows
@@ -604,6 +625,34 @@ def calibration(args, reps=2000):
     return text
 
 
+def gin_model_lr(name, path, width) -> float:
+    """The ``train.base_lr`` of a ``--gin_models`` file; ValueError (one line) for a name taken
+    by a built-in model, a missing file, one that does not parse, or a width other than
+    ``--width`` (its rows are filed under ``--width``)."""
+    import inspect
+
+    import gin
+    from tpu_convrnn import build_model
+    from tpu_convrnn.search.trial_gin import parse_trial_gin
+    if name in MODELS or not name:
+        raise ValueError(f"--gin_models {name}={path}: give each file a name of its own (not "
+                         "one of the built-in models)")
+    if not os.path.isfile(path):
+        raise ValueError(f"--gin_models {name}={path}: no such file")
+    try:
+        _, recipe, _ = parse_trial_gin(path)
+        bound = gin.get_bindings("model")
+        got = bound.get("width", inspect.signature(build_model).parameters["width"].default)
+    except (ValueError, KeyError, OSError) as e:
+        raise ValueError(f"--gin_models {name}={path}: {str(e).splitlines()[0]}") from None
+    finally:
+        gin.clear_config()
+    if got != width:
+        raise ValueError(f"--gin_models {name}={path}: model.width = {got!r}, not --width="
+                         f"{width:g} (the width its runs are filed under)")
+    return recipe.base_lr
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -616,7 +665,11 @@ def main(argv=None):
     p.add_argument("--levels", default="light,moderate", help="comma list of light, moderate, "
                    "heavy")
     p.add_argument("--models", default=",".join(MODELS), help="comma list of "
-                   + ", ".join(MODELS))
+                   + ", ".join(MODELS) + " and the names of --gin_models")
+    p.add_argument("--gin_models", default="",
+                   help="comma list of NAME=FILE: models a gin file defines (e.g. a search "
+                   "report's best.gin, median_top5.gin), trained and scored as the others at "
+                   "the file's width and train.base_lr (no grid); list NAME in --models too")
     p.add_argument("--lrs", default="0.1,0.2,0.4,0.8", help="train.base_lr grid (per 256 images)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--width", type=float, default=1.0, help="model.width of every model (B-F "
@@ -654,10 +707,17 @@ def main(argv=None):
     args = p.parse_args(argv)
     args.levels = args.levels.split(",")
     args.models = args.models.split(",")
+    args.gin_models = dict(v.split("=", 1) if "=" in v else (v, "") for v in
+                           args.gin_models.split(",") if v)
+    try:
+        args.gin_lrs = {name: gin_model_lr(name, path, args.width)
+                        for name, path in args.gin_models.items()}
+    except ValueError as e:
+        p.error(str(e))
     args.lrs = [float(v) for v in args.lrs.split(",")]
     args.proxy_steps = sorted({int(v) for v in args.proxy_steps.split(",") if v})
     for what, values, allowed in (("levels", args.levels, ("light", "moderate", "heavy")),
-                                  ("models", args.models, MODELS)):
+                                  ("models", args.models, MODELS + tuple(args.gin_lrs))):
         bad = [v for v in values if v not in allowed]
         if bad:
             p.error(f"--{what}: unknown {', '.join(bad)} (choose from {', '.join(allowed)})")

@@ -212,6 +212,37 @@ def test_occluded_digit_comparison_extends_its_table_instead_of_starting_over(tm
         (r["model"], r["phase"], r["steps"], r["seed"]) for r in proxy[len(more):]) == [
         (m, "proxy", "10", s) for m in ("b", "bl") for s in ("0", "1")]
     assert "fewer than 3 models ranked" in out and os.path.getsize(tmp_path / "calibration.png")
+    # a model a gin file defines (a search's best.gin): its file's rate, no grid, the same seeds
+    found = tmp_path / "best.gin"
+    found.write_text("include 'gin/models/spoerer_bl.gin'\ninclude 'gin/debris.gin'\n"
+                     "model.width = 1.0\ntrain.base_lr = 0.2\n")
+    out, searched = run(2, extra=[f"--gin_models=found={found}", "--models=b,bl,found"])
+    assert searched[:len(proxy)] == proxy and sorted(
+        (r["model"], r["phase"], r["lr"], r["seed"]) for r in searched[len(proxy):]) == [
+        ("found", "full", "0.2", "0"), ("found", "full", "0.2", "1")]
+    assert "| found | " in out and "| 0.2 (searched) |" in out and "| found - bl | 2 |" in out
+
+
+def test_occluded_digit_gin_models_are_checked_before_anything_trains(tmp_path):
+    def error(spec, width="1.0"):
+        proc = subprocess.run([sys.executable, "bench/occluded_digits.py", f"--gin_models={spec}",
+                               f"--output={tmp_path}", f"--csv={tmp_path / 'runs.csv'}",
+                               f"--width={width}"], cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert not os.path.exists(tmp_path / "runs.csv")
+        return proc.stderr.strip().splitlines()[-1]
+    good = tmp_path / "best.gin"
+    good.write_text("include 'gin/models/spoerer_bl.gin'\nmodel.width = 0.5\n"
+                    "train.base_lr = 0.3\n")
+    assert f"--gin_models found={good}: model.width = 0.5, not --width=1" in error(
+        f"found={good}")
+    assert f"--gin_models bl={good}: give each file a name of its own" in error(f"bl={good}")
+    assert f"--gin_models found={tmp_path}/none.gin: no such file" in error(
+        f"found={tmp_path}/none.gin")
+    bad = tmp_path / "bad.gin"
+    bad.write_text("model.widht = 0.5\n")
+    assert f"--gin_models found={bad}: " in error(f"found={bad}") and "widht" in error(
+        f"found={bad}")
 
 
 def test_occluded_digit_calibration_ranks_against_the_seed_to_seed_ceiling(tmp_path):

@@ -484,14 +484,15 @@ def test_best_so_far_counts_every_trials_compute_and_only_full_budget_results():
 
 def _stored_study(folder, space_path, values, *extra):
     """A study of ``space_path`` in ``folder``'s SQLite with finished trials (no training):
-    ``values`` are (top-1, budget) in trial order, each trial 1 TFLOP per image and step."""
+    ``values`` are (top-1, budget) in trial order, each trial 1 TFLOP per image and step, at
+    the reference point with base_lr = its top-1."""
     space, cfg = _space(space_path, *extra)
     storage = study.open_storage(study.storage_url(None, str(folder)), cfg, False)
     s, _ = study.open_study(space, cfg, storage, "small")
     s.set_user_attr("global_batch", 1)
     point = references.reference_params(space)["shallow_rgc_cell"]
-    for value, budget in values:
-        s.enqueue_trial(point)
+    for value, budget in values:  # (each at its own rate: base_lr = its top-1)
+        s.enqueue_trial({**point, "train.base_lr": value})
         t = s.ask()
         sample.suggest(t, space)
         record.put(t, budget=budget, flops_train_step=1e12, params=1000)
@@ -524,6 +525,9 @@ def test_report_compares_a_random_search_control_at_equal_compute(tmp_path, caps
         ("tpe (tpe)", "3", "0.8"), ("random (random)", "0", "0.4"),
         ("random (random)", "1", "0.4")]
     assert os.path.getsize(tmp_path / "tpe" / "report" / "compare.png") > 0
+    best = (tmp_path / "tpe" / "report" / "best.gin").read_text()
+    assert "The best trial (3, minival top-1 0.8000)" in best
+    assert "train.base_lr = 0.8\n" in best and "train.base_lr = 0.6" not in best
     for folder, words in (("other", "has another space or settings (differs in: "
                                     "study.minival_examples)"),
                           ("none", "no study.db there")):

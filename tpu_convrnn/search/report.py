@@ -8,6 +8,8 @@
 * ``median_top<N>.gin``: the paper's "median of the top N" architecture (per-parameter median
   of numbers, mode of categories, the edges present in more than half of the top N), ready for
   ``python -m tpu_convrnn.main --gin_file=...`` on the trials' recipe and data;
+* ``best.gin``: the best trial's point in the same form (to retrain it from scratch, e.g. with
+  ``bench/occluded_digits.py --gin_models``, and score it on images the search never read);
 * ``search.png``: best-so-far top-1 against trials and against training compute, the
   distribution of top-1, feedback-edge frequency among the top N, parameter importances, and
   top-1 against parameter count.
@@ -148,16 +150,20 @@ def write_report(study, space, cfg, out: str, top: int = 5, space_file: str = ""
               f"{r['gflop_per_image']:>10.4g}  {r['reference']}")
     result = {"csv": csv_path, "top": [t.number for t in best]}
     if best:
-        params = median_params(space, best)
+        train = "  python -m tpu_convrnn.main --gin_file={} --mode=train_and_eval --model_dir=DIR"
         gin_path = os.path.join(out, f"median_top{len(best)}.gin")
         trial_gin.write_trial_gin(
-            gin_path, space, sample.bindings(space, params), None,
+            gin_path, space, sample.bindings(space, median_params(space, best)), None,
             f"The median of the top {len(best)} trials ({', '.join(str(t.number) for t in best)}"
-            f") of study {study.study_name} ({space_file}).\n"
-            f"  python -m tpu_convrnn.main --gin_file={gin_path} --mode=train_and_eval "
-            "--model_dir=DIR")
-        result["median_gin"] = gin_path
-        print(f"wrote {gin_path}")
+            f") of study {study.study_name} ({space_file}).\n" + train.format(gin_path))
+        best_path = os.path.join(out, "best.gin")
+        trial_gin.write_trial_gin(
+            best_path, space, sample.bindings(space, best[0].params), None,
+            f"The best trial ({best[0].number}, minival top-1 {best[0].values[0]:.4f}) of study "
+            f"{study.study_name} ({space_file}), without the study's data split.\n"
+            + train.format(best_path))
+        result.update(median_gin=gin_path, best_gin=best_path)
+        print(f"wrote {gin_path} and {best_path}")
     result["plot"] = plot(study, space, cfg, rows, best, os.path.join(out, "search.png"))
     print(f"wrote {csv_path} and {result['plot']}")
     return result
