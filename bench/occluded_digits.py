@@ -8,7 +8,10 @@ released shallow cells in BL's place (``bl_rgc``, ``bl_simplernn``, ``bl_gru``, 
 ``bl_timedecay``: the cell of the released ``*_shallow`` model's conv3, its depth set to the
 layer's 32 maps, layer norms' epsilon 1e-3), and the feedforward controls matched to the RGC
 cell's larger parameter count (``b_k_rgc``, ``b_f_rgc``: B-K and B-F with the number of maps
-that matches ``bl_rgc``), all on the recipe of ``gin/debris.gin``.
+that matches ``bl_rgc``), all on the recipe of ``gin/debris.gin``; and models a gin file
+defines (``--gin_models=NAME=FILE``: an architecture search's ``best.gin`` or
+``median_topN.gin``), trained at the file's learning rate and contrasted with ``bl_rgc``,
+BL and the feedforward models.
 
 Protocol, the same for every model:
 
