@@ -211,29 +211,29 @@ def _start_workers(args) -> int:
 
 def report(args) -> int:
     s = Setup(args, with_heartbeat=False)
-    others = [(d, storage_url(None, d)) for d in args.compare_with]
     missing = [d for d in args.compare_with if not os.path.exists(os.path.join(d, "study.db"))]
     if missing:
         raise ValueError(f"--compare_with={missing[0]}: no study.db there")
     study = _load(s.name, s.storage, mask_url(s.url) if args.storage else "the study folder",
                   s.fresh and args.study_dir)
+    ours = study.user_attrs.get("description", {})
+    studies = {_label(args.study_dir, ours): study}
+    for folder in args.compare_with:  # (checked before anything is written)
+        other = _load(s.name, open_storage(storage_url(None, folder), s.cfg, with_heartbeat=False),
+                      f"--compare_with={folder}")
+        theirs = other.user_attrs.get("description", {})
+        diff = [d for d in study_lib.differences(ours, theirs) if d != "study.sampler"]
+        if diff:
+            raise ValueError(f"--compare_with={folder}: study {s.name!r} has another space or "
+                             f"settings (differs in: {', '.join(diff[:8])})")
+        label = _label(folder, theirs)
+        studies[label if label not in studies else _label(folder, theirs, whole=True)] = other
     out = args.output or os.path.join(args.study_dir, "report")
     report_lib.write_report(study, s.space, s.cfg, out, args.top, args.space)
-    if others:
-        ours = study.user_attrs.get("description", {})
-        curves = {_label(args.study_dir, ours): report_lib.best_so_far(
-            report_lib.trial_rows(study, s.cfg), s.cfg.max_steps)}
-        for folder, url in others:
-            other = _load(s.name, open_storage(url, s.cfg, with_heartbeat=False),
-                          f"--compare_with={folder}")
-            theirs = other.user_attrs.get("description", {})
-            diff = [d for d in study_lib.differences(ours, theirs) if d != "study.sampler"]
-            if diff:
-                raise ValueError(f"--compare_with={folder}: study {s.name!r} has another space "
-                                 f"or settings (differs in: {', '.join(diff[:8])})")
-            curves[_label(folder, theirs)] = report_lib.best_so_far(
-                report_lib.trial_rows(other, s.cfg), s.cfg.max_steps)
-        report_lib.write_comparison(curves, out)
+    if args.compare_with:
+        report_lib.write_comparison({label: report_lib.best_so_far(
+            report_lib.trial_rows(st, s.cfg), s.cfg.max_steps) for label, st in studies.items()},
+            out)
     return 0
 
 
@@ -249,9 +249,12 @@ def _load(name, storage, where, remove_if_missing=None):
         raise ValueError(f"no study {name!r} in {where}") from None
 
 
-def _label(folder, description) -> str:
+def _label(folder, description, whole=False) -> str:
+    """A study's name in the comparison: its folder's name (``whole``: the folder as given,
+    for two folders of one name) and its sampler."""
     sampler = description.get("study", {}).get("sampler", "tpe")
-    return f"{os.path.basename(os.path.normpath(folder))} ({sampler})"
+    name = os.path.normpath(folder)
+    return f"{name if whole else os.path.basename(name)} ({sampler})"
 
 
 def main(argv=None) -> int:
