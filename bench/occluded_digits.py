@@ -452,6 +452,12 @@ def mean_sem(values):
     return mean, sem
 
 
+def line_style(n: int) -> str:
+    """Solid for the first ten lines of a figure, dashed for the next ten: matplotlib's colours
+    repeat after ten, and the comparison draws more models than that."""
+    return "-" if n < 10 else "--"
+
+
 def report(args):
     import matplotlib
     matplotlib.use("Agg")
@@ -497,7 +503,8 @@ def report(args):
                 f"{mean_sem([float(r['wall_s']) for r in rs])[0]:.0f} |")
             by_level.setdefault(model, {})[level] = (m, e)
             per_step = [sum(c) / len(c) for c in zip(*steps)]
-            ax[0, i].plot(range(len(per_step)), per_step, marker="o", ms=3, label=model)
+            ax[0, i].plot(range(len(per_step)), per_step, marker="o", ms=3, label=model,
+                          ls=line_style(list(by_level).index(model)))
         ax[0, i].axvline(ARRIVAL, color="grey", lw=0.8, ls=":")
         ax[0, i].set(title=f"{level} debris: test top-1 by time step", xlabel="time step",
                      ylabel="test top-1 (mean over seeds)")
@@ -521,11 +528,11 @@ def report(args):
     fig.savefig(os.path.join(args.output_figures, "accuracy_by_step.png"), dpi=90)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for model, vals in by_level.items():
+    for n, (model, vals) in enumerate(by_level.items()):
         xs = [lv for lv in levels if lv in vals]
         ax.errorbar(xs, [vals[x][0] for x in xs], yerr=[0 if math.isnan(vals[x][1]) else
                                                        vals[x][1] for x in xs],
-                    marker="o", capsize=2, label=model)
+                    marker="o", capsize=2, label=model, ls=line_style(n))
     ax.set(xlabel="debris level", ylabel="test top-1 (mean +- s.e.m.)",
            title="occluded digits: top-1 against debris level")
     ax.legend(fontsize=7)
