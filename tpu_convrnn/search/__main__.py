@@ -225,7 +225,7 @@ def report(args) -> int:
         diff = [d for d in study_lib.differences(ours, theirs) if d != "study.sampler"]
         if diff:
             raise ValueError(f"--compare_with={folder}: study {s.name!r} has another space or "
-                             f"settings (differs in: {', '.join(diff[:8])})")
+                             f"settings (differs in: {study_lib.listed(diff)})")
         label = _label(folder, theirs)
         studies[label if label not in studies else _label(folder, theirs, whole=True)] = other
     out = args.output or os.path.join(args.study_dir, "report")

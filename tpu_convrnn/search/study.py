@@ -234,6 +234,11 @@ def differences(a, b, prefix="") -> list:
     return [] if a == b else [prefix]
 
 
+def listed(keys, most: int = 8) -> str:
+    """``differences``' keys for a one-line error: the first ``most``, then ``...``."""
+    return ", ".join(keys[:most]) + (" ..." if len(keys) > most else "")
+
+
 def open_study(space: SearchSpace, cfg: StudyConfig, storage, name: str,
                worker_index: int = 0, space_file: str = "the space"):
     """Creates or joins the study ``name``. Returns ``(study, created)``; ValueError if the
@@ -270,8 +275,8 @@ def open_study(space: SearchSpace, cfg: StudyConfig, storage, name: str,
         diff = differences(stored, desc)
         raise ValueError(
             f"{space_file}: study {name!r} was created with another space or settings (differs "
-            f"in: {', '.join(diff[:8])}{' ...' if len(diff) > 8 else ''}); give the original "
-            "space file and settings, or another --study_name")
+            f"in: {listed(diff)}); give the original space file and settings, or another "
+            "--study_name")
     return study, False
 
 
