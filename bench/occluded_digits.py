@@ -452,10 +452,13 @@ def mean_sem(values):
     return mean, sem
 
 
-def line_style(n: int) -> str:
-    """Solid for the first ten lines of a figure, dashed for the next ten: matplotlib's colours
-    repeat after ten, and the comparison draws more models than that."""
-    return "-" if n < 10 else "--"
+def model_styles(models) -> dict:
+    """One colour and line style per model, the same in every subplot and figure: matplotlib's
+    ten colours in turn, solid for the first ten models and dashed for the next ten (the
+    comparison draws more models than ten, and a colour per plot order made a model's colour
+    differ between debris levels)."""
+    return {m: {"color": f"C{n % 10}", "ls": "-" if n < 10 else "--"}
+            for n, m in enumerate(dict.fromkeys(models))}
 
 
 def report(args):
@@ -475,6 +478,8 @@ def report(args):
     fig, ax = plt.subplots(1, max(1, len(levels)), figsize=(5 * max(1, len(levels)), 3.6),
                            squeeze=False)
     by_level = {}
+    style = model_styles(m for m in MODELS + tuple(searched(args))
+                         if any(r["model"] == m for r in rows))
     for i, level in enumerate(levels):
         lines += [f"### {level} debris", "", "| model | params | MFLOP/img (forward) | base_lr "
                   "(grid: mean val top-1) | seeds (converged) | test top-1 | at arrival (t=2) | "
@@ -504,7 +509,7 @@ def report(args):
             by_level.setdefault(model, {})[level] = (m, e)
             per_step = [sum(c) / len(c) for c in zip(*steps)]
             ax[0, i].plot(range(len(per_step)), per_step, marker="o", ms=3, label=model,
-                          ls=line_style(list(by_level).index(model)))
+                          **style[model])
         ax[0, i].axvline(ARRIVAL, color="grey", lw=0.8, ls=":")
         ax[0, i].set(title=f"{level} debris: test top-1 by time step", xlabel="time step",
                      ylabel="test top-1 (mean over seeds)")
@@ -528,11 +533,11 @@ def report(args):
     fig.savefig(os.path.join(args.output_figures, "accuracy_by_step.png"), dpi=90)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for n, (model, vals) in enumerate(by_level.items()):
+    for model, vals in by_level.items():
         xs = [lv for lv in levels if lv in vals]
         ax.errorbar(xs, [vals[x][0] for x in xs], yerr=[0 if math.isnan(vals[x][1]) else
                                                        vals[x][1] for x in xs],
-                    marker="o", capsize=2, label=model, ls=line_style(n))
+                    marker="o", capsize=2, label=model, **style[model])
     ax.set(xlabel="debris level", ylabel="test top-1 (mean +- s.e.m.)",
            title="occluded digits: top-1 against debris level")
     ax.legend(fontsize=7)

@@ -118,6 +118,17 @@ def test_occluded_digit_grid_grows_past_an_edge_while_its_best_rate_is_there():
     assert rates_and_pick({0.1: 0.7, 0.2: 0.6, 0.4: 0.5})[0] == [0.05, 0.1, 0.2, 0.4]
 
 
+def test_occluded_digit_figures_give_each_model_its_own_style_in_every_subplot():
+    bench = _occluded_digits()
+    models = [f"m{i}" for i in range(14)]
+    style = bench.model_styles(models)
+    pairs = [(s["color"], s["ls"]) for s in style.values()]
+    assert len(set(pairs)) == len(models)            # no two models drawn alike past ten
+    # a model's style follows the models list, not the order a subplot happens to draw in
+    assert bench.model_styles(models)["m3"] == style["m3"]
+    assert bench.model_styles(models[:5] + ["m3"]) == bench.model_styles(models[:5])
+
+
 def test_occluded_digit_table_holds_only_its_own_designs_full_runs(tmp_path):
     # Two designs share the full budget (24 steps) but not the grid (4 or 6 steps), whose
     # best rates differ; a third has a seed more. Each table holds its own runs only.

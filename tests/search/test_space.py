@@ -179,12 +179,23 @@ def test_the_shallow_reference_is_the_released_rgc_shallow_cell():
     assert trial_gin.architecture_hash(changed) != trial_gin.architecture_hash(released)
 
 
-def test_the_occluded_spaces_reference_is_the_comparisons_rgc_model():
+def test_the_occluded_spaces_reference_is_the_comparisons_rgc_model(tmp_path):
     """gin/search/occluded.gin's reference trial is BL with the released rgc_shallow cell in
     its two conv layers at width 0.5: the occluded-digit comparison's bl_rgc, built here from
-    the released graph, not from the space."""
+    the released graph, not from the space, at the rate the comparison's grid chose for it."""
     space, _ = _space(OCCLUDED)
-    params = references.reference_params(space, TrainConfig())["shallow_rgc_cell"]
+    base = str(tmp_path / "base.gin")  # the trials' common setup, as `search run` writes it
+    trial_gin.write_trial_gin(base, space, {"model.base": space.base}, None)
+    _, recipe, _ = trial_gin.parse_trial_gin(base)
+    params = references.reference_params(space, recipe)["shallow_rgc_cell"]
+    with open(os.path.join(REPO_ROOT, "bench", "occluded_digits", "runs.csv")) as f:
+        grid = {}
+        for r in csv.DictReader(f):
+            # the light comparison's grid: 1,500 steps on seed 0 (--grid_seeds=1)
+            if (r["level"], r["model"], r["width"], r["phase"], r["steps"], r["seed"]) == \
+                    ("light", "bl_rgc", "0.5", "grid", "1500", "0"):
+                grid.setdefault(float(r["lr"]), []).append(float(r["val_top1"]))
+    assert params["train.base_lr"] == max(grid, key=lambda lr: sum(grid[lr]) / len(grid[lr]))
     b = sample.bindings(space, params)
     searched = builders.build_model("spoerer_bl", cells=b["model.cells"], width=0.5,
                                     add_edges=b["model.add_edges"],
