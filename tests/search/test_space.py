@@ -546,3 +546,26 @@ def test_report_compares_a_random_search_control_at_equal_compute(tmp_path, caps
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"--compare_with={tmp_path / folder}" in err \
             and words in err, err
+
+
+def test_a_resumed_study_finds_its_data_split_or_names_the_missing_file(tmp_path):
+    """A study folder carried to another machine, or whose generated images' cache was
+    removed: the split's images are written again (the same files); a file that cannot be
+    written again is named, with the split file, before any trial reads it."""
+    import shutil
+    from tpu_convrnn.data.sources import DataConfig
+    data = DataConfig(source="embedded", cache_dir=str(tmp_path / "cache"))
+    study_dir = str(tmp_path / "study")
+    os.makedirs(study_dir)
+    path = study.prepare_split(study_dir, data, 500)
+    text = open(path).read()
+    named = re.findall(r"^data\.(?:train|eval)_pattern = '(.+)'$", text, re.M)
+    files = [f for pattern in named for f in pattern.split(",")]
+    assert len(files) >= 2 and all(os.path.exists(f) for f in files)
+    shutil.rmtree(tmp_path / "cache")
+    assert study.prepare_split(study_dir, data, 500) == path
+    assert open(path).read() == text and all(os.path.exists(f) for f in files)
+    os.remove(files[0])  # the data set's record says it is complete: nothing rewrites it
+    with pytest.raises(ValueError, match=rf"^{re.escape(path)}: data.train_pattern names "
+                                         rf"{re.escape(files[0])}, which is missing"):
+        study.prepare_split(study_dir, data, 500)

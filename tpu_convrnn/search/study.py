@@ -292,6 +292,7 @@ def prepare_split(study_dir: str, data, minival_examples: int) -> str:
     the trial recipe's ``DataConfig``."""
     path = os.path.join(study_dir, SPLIT_GIN)
     if os.path.exists(path):
+        check_split(path, data)
         return path
     data = data.resolved()
     if data.source == "fake" or not data.train_pattern:
@@ -316,6 +317,34 @@ def prepare_split(study_dir: str, data, minival_examples: int) -> str:
         f"data.num_classes = {data.num_classes}",
         f"data.label_offset = {data.label_offset}", ""]))
     return path
+
+
+def check_split(path: str, data):
+    """The files an existing ``data_split.gin`` names are all there (a study resumed on another
+    machine, or after its data cache was removed): images the recipe generates (digit debris,
+    the embedded digits; the same settings give the same files) are written again first;
+    ValueError naming the split file and the first missing file otherwise, before any trial
+    reads them. One listing per folder, not a call per file (ImageNet has 1,024 shards)."""
+    import ast
+    import tensorflow as tf
+    data.resolved()  # (writes generated images that are missing; else only checks settings)
+    named = {}
+    with open(path) as f:
+        for line in f:
+            key, _, value = line.partition(" = ")
+            if key in ("data.train_pattern", "data.eval_pattern"):
+                named[key] = ast.literal_eval(value.strip()).split(",")
+    for key, files in named.items():
+        listed = {}
+        for file in files:
+            folder = os.path.dirname(file)
+            if folder not in listed:
+                listed[folder] = set(tf.io.gfile.listdir(folder)) \
+                    if tf.io.gfile.isdir(folder) else set()
+            if os.path.basename(file) not in listed[folder]:
+                raise ValueError(f"{path}: {key} names {file}, which is missing (the study's "
+                                 "data moved or its cache was removed); restore it, or start "
+                                 "the study in a new --study_dir")
 
 
 FINISHED_STATES = ("COMPLETE", "PRUNED")
