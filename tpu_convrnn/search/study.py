@@ -334,14 +334,14 @@ def check_split(path: str, data):
             key, _, value = line.partition(" = ")
             if key in ("data.train_pattern", "data.eval_pattern"):
                 named[key] = ast.literal_eval(value.strip()).split(",")
+    contents = {}  # folder -> its file names (the training and minival shards share one)
     for key, files in named.items():
-        listed = {}
         for file in files:
             folder = os.path.dirname(file)
-            if folder not in listed:
-                listed[folder] = set(tf.io.gfile.listdir(folder)) \
+            if folder not in contents:
+                contents[folder] = set(tf.io.gfile.listdir(folder)) \
                     if tf.io.gfile.isdir(folder) else set()
-            if os.path.basename(file) not in listed[folder]:
+            if os.path.basename(file) not in contents[folder]:
                 raise ValueError(f"{path}: {key} names {file}, which is missing (the study's "
                                  "data moved or its cache was removed); restore it, or start "
                                  "the study in a new --study_dir")
