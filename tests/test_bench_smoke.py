@@ -2,6 +2,7 @@
 import argparse
 import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -26,6 +27,22 @@ def test_train_step_benchmark_runs():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "images/s" in proc.stdout and "recurrence_overhead =" in proc.stdout
     assert "work elimination at batch 2:" in proc.stdout
+
+
+def test_rerun_benchmark_finds_the_same_seed_starts_from_the_same_weights(tmp_path):
+    # The initial weights follow from train.seed alone: two fresh processes must agree to the
+    # bit. What training does after that is TensorFlow's round-off (printed, not asserted).
+    proc = subprocess.run([sys.executable, "bench/rerun.py",
+                           "--gin_file=gin/models/spoerer_bl.gin", "--gin_file=gin/local.gin", "--gin_param=model.times = 6",
+                           "--gin_param=train.global_batch = 8", "--steps=2", "--runs=2",
+                           "--threads=1", f"--output={tmp_path}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    init, = [l for l in proc.stdout.splitlines() if l.startswith("initial weights") and
+             "against run 1" in l]
+    assert re.search(r": 0 of [1-9][0-9]* float variables differ$", init), init
+    trained, = [l for l in proc.stdout.splitlines() if l.startswith("after 2 step(s): run 2")]
+    assert re.search(r": [0-9]+ of [1-9][0-9]* float variables differ", trained), trained
 
 
 @needs_jax
