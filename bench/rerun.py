@@ -48,8 +48,8 @@ def train(args, model_dir: str, steps: int, bindings=()) -> str:
                                          f"train.checkpoint_every = {steps}", *bindings]]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=environment(args))
     if proc.returncode != 0:
-        sys.exit(f"run in {model_dir} failed (exit {proc.returncode}): "
-                 f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        sys.exit(f"run in {model_dir} failed (exit {proc.returncode}): {last[0]}")
     lines = re.findall(rf"^step {steps}/{steps} .*$", proc.stdout, re.M)
     return lines[-1] if lines else ""
 
@@ -79,6 +79,8 @@ def compare(args, root: str, key: str, label: str, steps: int, bindings=()):
     ckpts, losses = [], []
     for i in range(args.runs):
         d = os.path.join(root, f"{key}_{i + 1}")
+        if os.path.exists(d):  # a run there would resume from its checkpoint, not start afresh
+            sys.exit(f"--output: {d} exists (give an empty folder)")
         losses.append(train(args, d, steps, bindings))
         ckpts.append(os.path.join(d, "checkpoints", f"ckpt-{steps}"))
         print(f"{label} run {i + 1}: {losses[-1] or '(no step line)'}", flush=True)
