@@ -76,14 +76,14 @@ def differences(first: str, other: str) -> tuple[int, int, float, str]:
 
 
 def compare(args, root: str, key: str, label: str, steps: int, bindings=()):
-    ckpts, losses = [], []
+    ckpts = []
     for i in range(args.runs):
         d = os.path.join(root, f"{key}_{i + 1}")
         if os.path.exists(d):  # a run there would resume from its checkpoint, not start afresh
             sys.exit(f"--output: {d} exists (give an empty folder)")
-        losses.append(train(args, d, steps, bindings))
+        line = train(args, d, steps, bindings)
         ckpts.append(os.path.join(d, "checkpoints", f"ckpt-{steps}"))
-        print(f"{label} run {i + 1}: {losses[-1] or '(no step line)'}", flush=True)
+        print(f"{label} run {i + 1}: {line or '(no step line)'}", flush=True)
     for i in range(1, args.runs):
         n, differ, largest, where = differences(ckpts[0], ckpts[i])
         extra = f", largest |difference| {largest:.3g} ({where})" if differ else ""

@@ -33,9 +33,9 @@ def test_rerun_benchmark_finds_the_same_seed_starts_from_the_same_weights(tmp_pa
     # The initial weights follow from train.seed alone: two fresh processes must agree to the
     # bit. What training does after that is TensorFlow's round-off (printed, not asserted).
     proc = subprocess.run([sys.executable, "bench/rerun.py",
-                           "--gin_file=gin/models/spoerer_bl.gin", "--gin_file=gin/local.gin", "--gin_param=model.times = 6",
-                           "--gin_param=train.global_batch = 8", "--steps=2", "--runs=2",
-                           "--threads=1", f"--output={tmp_path}"],
+                           "--gin_file=gin/models/spoerer_bl.gin", "--gin_file=gin/local.gin",
+                           "--gin_param=model.times = 6", "--gin_param=train.global_batch = 8",
+                           "--steps=2", "--runs=2", "--threads=1", f"--output={tmp_path}"],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     init, = [l for l in proc.stdout.splitlines() if l.startswith("initial weights") and
