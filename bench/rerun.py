@@ -2,7 +2,8 @@
 seed, each time in a fresh process, and compares the checkpoints variable by variable.
 
     python bench/rerun.py --gin_file=bench/search_occluded/tpe/gins/trial_00001.gin \\
-        --steps=1 --runs=4 [--threads=1] [--no_onednn] [--op_determinism]
+        --steps=1 --runs=4 [--threads=1] [--no_onednn] [--op_determinism] \\
+        [--no_graph_optimization]
 
 First ``--runs`` runs at learning rate 0 (their checkpoints hold the initial weights, so this
 checks the initialisation), then ``--runs`` runs of ``--steps`` steps at the file's own rate.
@@ -12,7 +13,8 @@ largest absolute difference and where, and the last step's loss line. The flags 
 TensorFlow reads from the environment when it starts: ``--threads=1``
 (``TF_NUM_INTRAOP_THREADS`` and ``TF_NUM_INTEROP_THREADS``: one thread in each pool),
 ``--no_onednn`` (``TF_ENABLE_ONEDNN_OPTS=0``) and ``--op_determinism``
-(``TF_DETERMINISTIC_OPS=1``).
+(``TF_DETERMINISTIC_OPS=1``); ``--no_graph_optimization`` binds
+``train.graph_optimization = False`` (Grappler off).
 """
 from __future__ import annotations
 
@@ -43,7 +45,8 @@ def train(args, model_dir: str, steps: int, bindings=()) -> str:
     """One run in its own process; returns its last ``step N/N`` line."""
     cmd = [sys.executable, "-m", "tpu_convrnn.main", "--mode=train", f"--model_dir={model_dir}"]
     cmd += [f"--gin_file={g}" for g in args.gin_file]
-    cmd += [f"--gin_param={p}" for p in [*args.gin_param, f"train.train_steps = {steps}",
+    extra = ["train.graph_optimization = False"] if args.no_graph_optimization else []
+    cmd += [f"--gin_param={p}" for p in [*args.gin_param, *extra, f"train.train_steps = {steps}",
                                          "train.warmup_steps = 0",
                                          f"train.checkpoint_every = {steps}", *bindings]]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=environment(args))
@@ -103,6 +106,8 @@ def main(argv=None):
     p.add_argument("--no_onednn", action="store_true", help="TF_ENABLE_ONEDNN_OPTS=0")
     p.add_argument("--op_determinism", action="store_true",
                    help="TF_DETERMINISTIC_OPS=1")
+    p.add_argument("--no_graph_optimization", action="store_true",
+                   help="train.graph_optimization = False (Grappler off)")
     p.add_argument("--output", default="", help="folder for the runs (default: a temporary one)")
     args = p.parse_args(argv)
     if args.runs < 2 or args.steps < 1:

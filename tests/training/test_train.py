@@ -265,3 +265,26 @@ def test_adam_steps_as_numpy_adam():
                                rtol=1e-5)
     sgd = make_optimizer(_cfg(), 0.01)
     assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov
+
+
+def test_graph_optimization_off_is_an_execution_setting_of_the_traced_loop(tmp_path):
+    """``train.graph_optimization = False`` turns Grappler off for what is traced after the
+    Trainer is built, and the next default Trainer turns it on again; the trained weights are
+    the same to round-off either way."""
+    import keras
+    x, y = _data()
+    weights = {}
+    try:
+        for on in (False, True):
+            keras.utils.set_random_seed(0)
+            t = Trainer(small_graph, _cfg(graph_optimization=on), tf.distribute.get_strategy(),
+                        str(tmp_path / str(on)))
+            options = tf.config.optimizer.get_experimental_options()
+            assert options.get("disable_meta_optimizer", False) is (not on), options
+            train_steps(t, _batches(x, y), 4)
+            weights[on] = [v.numpy() for v in t.model.trainable_variables]
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
+    assert len(weights[False]) == len(weights[True]) > 0
+    for a, b in zip(weights[False], weights[True]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -67,6 +67,11 @@ class TrainConfig:
     keep_checkpoints: int = 3
     seed: int = 0
     eval_batch: int | None = None    # default: global_batch
+    # Grappler's rewrites of the compiled functions. An execution setting: False turns them
+    # all off (no op fusions, no constant folding), which made CPU reruns on one seed repeat
+    # bit for bit (bench/rerun.py). Process-wide: the last Trainer built sets it for every
+    # function traced after it.
+    graph_optimization: bool = True
 
     def check(self):
         for name in ("global_batch", "train_steps", "steps_per_loop", "checkpoint_every",
@@ -97,6 +102,15 @@ def check_loss_steps(steps, times: int):
 OPTIMIZERS = ("sgd", "adam")
 
 
+def _set_graph_optimization(on: bool):
+    """Grappler on or off for the functions traced from now on (``train.graph_optimization``).
+    With it on, a CPU step's gradients can differ in the last bit between two processes (never
+    within one): a rewrite that ``tf.config.optimizer`` cannot turn off alone (with each group
+    of the passes it names off, runs still parted); with the meta-optimizer off they agree."""
+    if tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False) == on:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not on})
+
+
 def make_optimizer(cfg: TrainConfig, learning_rate):
     """SGD with ``cfg.momentum`` (Nesterov if ``cfg.nesterov``), or Adam (Keras' defaults:
     beta 0.9 / 0.999, epsilon 1e-7), at ``learning_rate`` (a schedule)."""
@@ -118,6 +132,7 @@ class Trainer:
         cfg.check()
         self.cfg, self.strategy = cfg, strategy
         self._unreached = []
+        _set_graph_optimization(cfg.graph_optimization)
         self.chief = distribute.is_chief(strategy)
         peak = scaled_learning_rate(cfg.base_lr, cfg.global_batch, cfg.lr_base_batch)
         self.schedule = WarmupDecay(peak, cfg.warmup_steps, cfg.train_steps, cfg.decay)
