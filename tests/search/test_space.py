@@ -254,6 +254,11 @@ def test_median_of_the_top_trials():
     assert m["train.base_lr"] == 0.4 and m["cell.tau_filter_size"] == 3
     assert m["cell.tau_nonlinearity"] == "tanh"
     assert m["edge.conv5->conv3"] is True and m["edge.conv4->conv3"] is False
+    # the counts beside the report's feedback-edge bars
+    counts = dict(zip(map(tuple, space.candidate_edges()),
+                      report.edge_counts(top, space.candidate_edges())))
+    assert counts[("conv5", "conv3")] == 2 and counts[("conv4", "conv3")] == 1
+    assert sum(counts.values()) == 3
 
 
 def test_a_trial_failed_by_another_worker_meanwhile_is_dropped_not_fatal(tmp_path, messages):

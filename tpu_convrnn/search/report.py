@@ -71,6 +71,11 @@ def top_trials(study, cfg, n):
     return sorted(done, key=lambda t: -t.values[0])[:n]
 
 
+def edge_counts(trials, edges) -> list:
+    """How many of ``trials`` have each of ``edges`` (``[src, dst]`` pairs)."""
+    return [sum(bool(t.params.get(sample.edge_param(s, d))) for t in trials) for s, d in edges]
+
+
 def median_params(space, trials) -> dict:
     """Per-parameter median (numbers; ints rounded) or mode (categories) over ``trials``;
     edges kept if present in more than half; feedback settings over the trials that had them."""
@@ -195,9 +200,17 @@ def plot(study, space, cfg, rows, best, path):
     ax[0, 2].set(xlabel="minival top-1", ylabel="trials", title="distribution of top-1")
     ax[0, 2].legend()
     edges = space.candidate_edges()
-    freq = [sum(bool(t.params.get(sample.edge_param(s, d))) for t in best) / max(len(best), 1)
-            for s, d in edges]
-    ax[1, 0].barh([f"{s}->{d}" for s, d in edges], freq)
+    in_best = edge_counts(best, edges)
+    from optuna.trial import TrialState
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    in_finished = edge_counts(finished, edges)
+    ax[1, 0].barh([f"{s}->{d}" for s, d in edges], [k / max(len(best), 1) for k in in_best])
+    # a count beside each bar, so that an edge no top trial has reads as 0, not as a blank
+    for i, (k, m) in enumerate(zip(in_best, in_finished)):
+        ax[1, 0].annotate(f"{k} of {len(best)} (finished trials: {m} of {len(finished)})",
+                          (k / max(len(best), 1), i), xytext=(3, 0),
+                          textcoords="offset points", va="center", fontsize=7)
+    ax[1, 0].set_xlim(0, 1)
     ax[1, 0].axvline(0.5, color="gray", ls="--")
     ax[1, 0].set(xlabel=f"fraction of the top {len(best)}", title="feedback edges among the "
                  "top N (median keeps > 0.5)")
@@ -231,7 +244,8 @@ def plot(study, space, cfg, rows, best, path):
                  xlabel="parameters", ylabel="minival top-1", title="accuracy against size")
     ax[1, 2].xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
     ax[1, 2].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    fig.suptitle(f"study {study.study_name}: {len(rows)} trials")
+    fig.suptitle(f"study {study.study_name}: {len(rows)} trials "
+                 f"({end_reason_counts(r['end_reason'] for r in rows)})")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
