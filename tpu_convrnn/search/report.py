@@ -209,7 +209,8 @@ def plot(study, space, cfg, rows, best, path):
     for i, (k, m) in enumerate(zip(in_best, in_finished)):
         ax[1, 0].annotate(f"{k} of {len(best)} (finished trials: {m} of {len(finished)})",
                           (k / max(len(best), 1), i), xytext=(3, 0),
-                          textcoords="offset points", va="center", fontsize=7)
+                          textcoords="offset points", va="center", fontsize=7, zorder=3,
+                          bbox=dict(fc="white", ec="none", alpha=0.8, pad=1))
     ax[1, 0].set_xlim(0, 1)
     ax[1, 0].axvline(0.5, color="gray", ls="--")
     ax[1, 0].set(xlabel=f"fraction of the top {len(best)}", title="feedback edges among the "
