@@ -71,9 +71,14 @@ def top_trials(study, cfg, n):
     return sorted(done, key=lambda t: -t.values[0])[:n]
 
 
+def _with_edge(trials, p) -> int:
+    """How many of ``trials`` have the edge whose parameter is ``p``."""
+    return sum(bool(t.params.get(p)) for t in trials)
+
+
 def edge_counts(trials, edges) -> list:
     """How many of ``trials`` have each of ``edges`` (``[src, dst]`` pairs)."""
-    return [sum(bool(t.params.get(sample.edge_param(s, d))) for t in trials) for s, d in edges]
+    return [_with_edge(trials, sample.edge_param(s, d)) for s, d in edges]
 
 
 def median_params(space, trials) -> dict:
@@ -97,7 +102,7 @@ def median_params(space, trials) -> dict:
     for p, _, knob in sample.parameters(space, "cell"):
         put(p, knob)
     for p, _, _ in sample.parameters(space, "edge"):
-        out[p] = sum(bool(t.params.get(p)) for t in trials) * 2 > len(trials)
+        out[p] = _with_edge(trials, p) * 2 > len(trials)
     for p, field, knob in sample.parameters(space, "feedback",
                                             sample.feedback_receivers(space, out)):
         put(p, knob)
@@ -204,11 +209,12 @@ def plot(study, space, cfg, rows, best, path):
     from optuna.trial import TrialState
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     in_finished = edge_counts(finished, edges)
-    ax[1, 0].barh([f"{s}->{d}" for s, d in edges], [k / max(len(best), 1) for k in in_best])
+    n_best = max(len(best), 1)
+    ax[1, 0].barh([f"{s}->{d}" for s, d in edges], [k / n_best for k in in_best])
     # a count beside each bar, so that an edge no top trial has reads as 0, not as a blank
     for i, (k, m) in enumerate(zip(in_best, in_finished)):
         ax[1, 0].annotate(f"{k} of {len(best)} (finished trials: {m} of {len(finished)})",
-                          (k / max(len(best), 1), i), xytext=(3, 0),
+                          (k / n_best, i), xytext=(3, 0),
                           textcoords="offset points", va="center", fontsize=7, zorder=3,
                           bbox=dict(fc="white", ec="none", alpha=0.8, pad=1))
     ax[1, 0].set_xlim(0, 1)
