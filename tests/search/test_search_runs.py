@@ -182,6 +182,52 @@ def test_a_database_outage_during_live_rungs_fails_no_trial(postgres, tmp_path):
     assert all(PASSWORD not in t for t in texts)
 
 
+# A worker's claim loop, alone: ask for trials until a fresh one (none waiting) comes; prints
+# the numbers of the waiting trials it was given.
+_CLAIMANT = """
+import json, os, sys, time
+import optuna
+from tpu_convrnn.search import config, study
+url, folder, index = sys.argv[1], sys.argv[2], sys.argv[3]
+storage = study.open_storage(url, config.StudyConfig(), with_heartbeat=False)
+s = optuna.load_study(study_name="claims", storage=storage)
+open(os.path.join(folder, "ready" + index), "w").close()
+while not os.path.exists(os.path.join(folder, "go")):
+    time.sleep(0.01)
+got = []
+while "waiting" in (trial := s.ask()).user_attrs:
+    got.append(trial.user_attrs["waiting"])
+print(json.dumps(got))
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_workers_asking_together_never_get_the_same_waiting_trial(backend, tmp_path, request):
+    """Four worker processes claim 120 queued trials (retries) at once: each is given to
+    exactly one (SQLite ignores SELECT ... FOR UPDATE; without immediate transactions two
+    workers were given one retry and trained it in one folder)."""
+    if backend == "postgres":
+        url = request.getfixturevalue("postgres").url
+    else:
+        url = study_lib.storage_url(None, str(tmp_path))
+    queued = optuna.create_study(study_name="claims", storage=url)
+    for i in range(120):
+        queued.enqueue_trial({"x": float(i)}, user_attrs={"waiting": i})
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", _CLAIMANT, url, str(tmp_path), str(i)],
+                              stdout=subprocess.PIPE, env=env, cwd=REPO_ROOT) for i in range(4)]
+    end = time.monotonic() + 120
+    while len(glob.glob(str(tmp_path / "ready*"))) < 4 and time.monotonic() < end:
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
+    claims = []
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0
+        claims += json.loads(out.decode().strip().splitlines()[-1])
+    assert sorted(claims) == list(range(120))  # each once; none left waiting, none twice
+
+
 def test_tiny_search_ranks_a_crippled_cell_below_the_reference(tmp_path):
     # gate offset 0.01 (multiplier -0.01): every cell passes at most 2% of its input on
     crippled = "{'cell.gate_offset': 0.01, 'cell.tau_offset': 1.0, 'cell.use_bias': False}"

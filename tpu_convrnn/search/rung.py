@@ -5,10 +5,11 @@ with its own schedule: ``train.train_steps`` = the budget, warmup the same fract
 the recipe's, decaying to zero at the budget. Then the last step is evaluated on the minival
 and ``DIR/eval/metrics.json`` written, in one ``train_and_evaluate`` call (one build, one
 strategy). Its outcome is a ``RungResult`` (status ``done`` / ``preempted`` / ``diverged`` /
-``failed``, top-1, the error line, wall times), written atomically as JSON.
+``busy`` / ``failed``, top-1, the error line, wall times), written atomically as JSON.
 
 One rung from the command line (exit 0: done; 3: stopped by SIGTERM after saving, in training
-or in the evaluation, resume later; 4: the loss diverged, a result of the trial; 1: failed):
+or in the evaluation, resume later; 4: the loss diverged, a result of the trial; 5: another
+live run holds the model dir, nothing was done; 1: failed):
 
     python -m tpu_convrnn.search.rung --gin_file=trial.gin --model_dir=DIR --steps=60 \\
         --warmup_fraction=0.1 --checkpoint_every=20 [--result=DIR/rung.json]
@@ -37,11 +38,12 @@ from tpu_convrnn.files import write_atomic
 experiment = lazy("tpu_convrnn.training.experiment")
 evaluate = lazy("tpu_convrnn.training.evaluate")
 train_lib = lazy("tpu_convrnn.training.train")
+model_dir_lib = lazy("tpu_convrnn.training.model_dir")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-STATUSES = ("done", "preempted", "diverged", "failed")
-EXIT_CODES = {"done": 0, "failed": 1, "preempted": 3, "diverged": 4}
+STATUSES = ("done", "preempted", "diverged", "busy", "failed")
+EXIT_CODES = {"done": 0, "failed": 1, "preempted": 3, "diverged": 4, "busy": 5}
 PREEMPTED, DIVERGED = EXIT_CODES["preempted"], EXIT_CODES["diverged"]
 
 
@@ -118,7 +120,8 @@ def run_rung(gin_file: str, model_dir: str, steps: int, checkpoint_every: int,
              warmup_fraction: float = 0.0, tpu: str | None = None) -> RungResult:
     """Trains and scores one rung in this process, in a fresh Keras session and gin config.
     Never raises for a fault of the rung: errors become a ``failed`` result (the traceback of
-    an unexpected one is printed), a diverged loss a ``diverged`` one."""
+    an unexpected one is printed), a diverged loss a ``diverged`` one, a model dir that another
+    live run holds a ``busy`` one."""
     import gin
     import keras
 
@@ -138,6 +141,8 @@ def run_rung(gin_file: str, model_dir: str, steps: int, checkpoint_every: int,
             eval_missing=False, eval_every_save=False)
     except train_lib.TrainingDiverged as e:
         result = RungResult("diverged", error=_error_line(e))
+    except model_dir_lib.ModelDirInUse as e:  # (before anything was built or written)
+        result = RungResult("busy", error=_error_line(e))
     except (ValueError, RuntimeError) as e:
         result = RungResult("failed", error=_error_line(e))
     except Exception as e:  # noqa: BLE001  (a TensorFlow error, a bug: this rung alone fails)

@@ -158,6 +158,26 @@ def _retrying_storage_class():
     return RetryingRDBStorage
 
 
+def _immediate_transactions(engine):
+    """Makes every transaction on an SQLite ``engine`` start with ``BEGIN IMMEDIATE``.
+
+    SQLite ignores ``SELECT ... FOR UPDATE``, and Python's sqlite3 opens a transaction only at
+    the first write: Optuna's claim of a waiting trial (read that it is WAITING, then set it
+    RUNNING) could then succeed in two workers at once, and both trained the same retry in one
+    checkpoint folder. ``BEGIN IMMEDIATE`` takes the database's write lock before the read, so
+    each read-then-write is atomic (a second worker waits, up to the connection's timeout)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _driver_autocommit(dbapi_connection, connection_record):
+        dbapi_connection.isolation_level = None  # (the transactions are begun below)
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    engine.dispose()  # (connections made while Optuna set the database up predate the hooks)
+
+
 def open_storage(url: str, cfg: StudyConfig, with_heartbeat: bool = True, attempts: int = 3):
     """An ``RDBStorage`` on ``url`` with heartbeats, retries of stale trials, and calls that
     wait out a lost connection for up to ``cfg.grace_period`` (said in the log);
@@ -182,6 +202,8 @@ def open_storage(url: str, cfg: StudyConfig, with_heartbeat: bool = True, attemp
     for attempt in range(attempts):
         try:
             storage = storage_class(url, engine_kwargs=engine, **kwargs)
+            if url.startswith("sqlite"):
+                _immediate_transactions(storage.engine)
             # an outage shorter than the grace period is waited out: it fails no live trial
             storage.patience, storage.url = float(cfg.grace_period), url
             return storage

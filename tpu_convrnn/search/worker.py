@@ -11,7 +11,10 @@ A retried trial (dead worker, or an interrupted one) uses its original's folder 
 from its last checkpoint.
 
 Faults: a rung that crashes, or whose runner is killed (out of memory), fails its trial alone,
-with the error recorded, and the worker goes on (with a new runner). A rung whose loss
+with the error recorded, and the worker goes on (with a new runner). A rung folder that another
+live run holds is waited for, never trained beside (nor are its checkpoints removed); a trial
+that another worker failed meanwhile (its heartbeat looked stale) is left to that worker's
+retry at the end of the rung. A rung whose loss
 diverges scores top-1 0 (attribute ``diverged``): a result the sampler learns from, not a
 fault. SIGTERM or Ctrl-C: the running rung saves a checkpoint and stops, the trial is re-queued
 to resume, and the worker exits 0.
@@ -183,22 +186,31 @@ class Worker:
         record.put(trial, seconds=round(time.monotonic() - t0, 1))
         return self._objectives(top1, info)
 
-    def _run_rung(self, trial, model_dir, gin_path, budget, what):
-        self._wait_for_folder(trial, model_dir)
-        done = finished_metrics(model_dir, budget)
-        if done is not None:
-            log.info(f"trial {trial.number} {what}: already evaluated at step {budget}")
-            return done
+    def _run_rung(self, trial, model_dir, gin_path, budget, what, poll=5.0):
         name = f"trial_{origin_number(trial):05d}_steps_{budget}"
         log_path = os.path.join(self.study_dir, "logs", f"{name}.log")
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        log.info(f"trial {trial.number} {what}: training {budget} steps in {model_dir} "
-                 f"(log {log_path})")
-        result = self.runner.run(
-            os.path.join(self.study_dir, "rungs", f"{name}.trial_{trial.number:05d}.json"),
-            log_path, f"t{trial.number} {budget}:", _ECHO, gin_file=gin_path,
-            model_dir=model_dir, steps=budget, checkpoint_every=self.cfg.checkpoint_every,
-            warmup_fraction=self.warmup_fraction)
+        while True:
+            self._wait_for_folder(trial, model_dir, poll)
+            done = finished_metrics(model_dir, budget)
+            if done is not None:
+                log.info(f"trial {trial.number} {what}: already evaluated at step {budget}")
+                return done
+            log.info(f"trial {trial.number} {what}: training {budget} steps in {model_dir} "
+                     f"(log {log_path})")
+            result = self.runner.run(
+                os.path.join(self.study_dir, "rungs", f"{name}.trial_{trial.number:05d}.json"),
+                log_path, f"t{trial.number} {budget}:", _ECHO, gin_file=gin_path,
+                model_dir=model_dir, steps=budget, checkpoint_every=self.cfg.checkpoint_every,
+                warmup_fraction=self.warmup_fraction)
+            if result.status != "busy":
+                break
+            # another run took the folder between the check above and the rung's start
+            log.info(f"trial {trial.number} {what}: {result.error}; waiting for it to end")
+            if self.stopping:
+                self._requeue(trial)
+            time.sleep(poll)
+        self._check_mine(trial)  # (failed by another worker while the rung ran: stop here)
         record.put(trial, rung_seconds={**(TrialRecord.of(trial).rung_seconds or {}),
                                         str(budget): result.seconds})
         if result.status == "preempted" or (self.stopping and result.status != "done"):
@@ -315,10 +327,13 @@ class Worker:
 
 
 def _remove_checkpoints(trial_dir: str):
+    """Removes the checkpoints of a trial's rungs, except those of a rung that a live run
+    holds (another attempt still training there)."""
     import tensorflow as tf
     if not tf.io.gfile.exists(trial_dir):
         return
     for rung in tf.io.gfile.listdir(trial_dir):
-        path = f"{trial_dir}/{rung.rstrip('/')}/checkpoints"
-        if tf.io.gfile.exists(path):
+        rung_dir = f"{trial_dir}/{rung.rstrip('/')}"
+        path = f"{rung_dir}/checkpoints"
+        if tf.io.gfile.exists(path) and model_dir_lib.live_holder(rung_dir) is None:
             tf.io.gfile.rmtree(path)
