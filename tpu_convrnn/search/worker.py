@@ -207,8 +207,6 @@ class Worker:
                 break
             # another run took the folder between the check above and the rung's start
             log.info(f"trial {trial.number} {what}: {result.error}; waiting for it to end")
-            if self.stopping:
-                self._requeue(trial)
             time.sleep(poll)
         self._check_mine(trial)  # (failed by another worker while the rung ran: stop here)
         record.put(trial, rung_seconds={**(TrialRecord.of(trial).rung_seconds or {}),
@@ -228,16 +226,20 @@ class Worker:
     def _wait_for_folder(self, trial, model_dir, poll=5.0):
         """Waits while a live run holds the rung's folder (the attempt this trial retries,
         still training in a worker that had lost the database): a retry never trains beside
-        it, and takes its result if it finishes the rung."""
+        it, and takes its result if it finishes the rung. A stop (SIGTERM) re-queues the trial
+        instead."""
         said = False
-        while (holder := model_dir_lib.live_holder(model_dir)) is not None:
+        while True:
+            if self.stopping:
+                self._requeue(trial)
+            holder = model_dir_lib.live_holder(model_dir)
+            if holder is None:
+                return
             if not said:
                 log.info(f"trial {trial.number}: {model_dir} is held by pid {holder['pid']} on "
                          f"host {holder['host']} (an earlier attempt, still running); waiting "
                          "for it to end")
                 said = True
-            if self.stopping:
-                self._requeue(trial)
             time.sleep(poll)
 
     def _check_mine(self, trial):
